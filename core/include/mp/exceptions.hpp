@@ -1,0 +1,87 @@
+// mp/exceptions.hpp - the Python-named exceptions of the library.
+#pragma once
+#include <stdexcept>
+#include <string>
+#include <vector>
+#include <cstddef>
+
+namespace mp {
+
+// multiprocessing.ProcessError and its family.
+class ProcessError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+class BufferTooShort : public ProcessError {
+ public:
+  explicit BufferTooShort(std::vector<std::byte> message)
+      : ProcessError("buffer too short for the message (" + std::to_string(message.size()) + " bytes)"),
+        message_(std::move(message)) {}
+  const std::vector<std::byte>& message() const noexcept { return message_; }
+ private:
+  std::vector<std::byte> message_;
+};
+class AuthenticationError : public ProcessError {
+ public:
+  using ProcessError::ProcessError;
+};
+class TimeoutError : public ProcessError {
+ public:
+  using ProcessError::ProcessError;
+  TimeoutError() : ProcessError("timed out") {}
+};
+class BrokenProcessPool : public ProcessError {
+ public:
+  using ProcessError::ProcessError;
+};
+
+// Python built-in exceptions that multiprocessing raises.
+class ValueError : public std::invalid_argument {  // misuse: a closed or invalid object, bad argument
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+class AssertionError : public std::logic_error {   // CPython's assert in process.py
+ public:
+  using std::logic_error::logic_error;
+};
+class EOFError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+class BrokenBarrierError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+  BrokenBarrierError() : std::runtime_error("the barrier is broken") {}
+};
+class Empty : public std::runtime_error {
+ public:
+  Empty() : std::runtime_error("queue is empty") {}
+};
+class Full : public std::runtime_error {
+ public:
+  Full() : std::runtime_error("queue is full") {}
+};
+// Bytes that are not a valid encoding of the type asked for.
+class DecodeError : public ValueError {
+ public:
+  using ValueError::ValueError;
+};
+
+// An exception raised in another process; re-thrown as its own type where that type is known.
+class RemoteError : public ProcessError {
+ public:
+  RemoteError(std::string type_name, const std::string& what)
+      : ProcessError(what), type_name_(std::move(type_name)) {}
+  const std::string& type_name() const noexcept { return type_name_; }
+ private:
+  std::string type_name_;
+};
+
+// Python's SystemExit: thrown by mp::sys_exit, caught by a child's bootstrap, which exits with
+// `code`. Deliberately not a std::exception, so `catch (const std::exception&)` lets it through.
+struct SystemExit {
+  int code = 0;
+};
+[[noreturn]] void sys_exit(int code = 0);
+
+}  // namespace mp

@@ -1,0 +1,12 @@
+// mp/mp.hpp - the whole library: Python's multiprocessing for C++20.
+#pragma once
+
+#include <mp/authkey.hpp>
+#include <mp/codec.hpp>
+#include <mp/context.hpp>
+#include <mp/exceptions.hpp>
+#include <mp/handle.hpp>
+#include <mp/logging.hpp>
+#include <mp/process.hpp>
+#include <mp/task.hpp>
+#include <mp/time.hpp>

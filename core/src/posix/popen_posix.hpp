@@ -1,0 +1,20 @@
+#pragma once
+#include "popen.hpp"
+
+#include <mutex>
+
+namespace mp::detail {
+
+// A direct child (fork, spawn): reaped with waitpid.
+class ChildPopen final : public Popen {
+ public:
+  ChildPopen(int pid, platform::UniqueHandle sentinel, platform::UniqueHandle parent_alive)
+      : Popen(pid, std::move(sentinel), std::move(parent_alive)) {}
+  std::optional<int> poll() override;
+  std::optional<int> wait(Timeout timeout) override;
+
+ private:
+  std::mutex mutex_;
+};
+
+}  // namespace mp::detail

@@ -1,0 +1,308 @@
+#include "platform/process.hpp"
+#include "platform/error.hpp"
+#include "platform/pipe.hpp"
+#include "mp_config.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <pthread.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <thread>
+#if MP_HAVE_SCHED_GETAFFINITY
+#include <sched.h>
+#endif
+#if MP_HAVE_NSGETARGV
+#include <crt_externs.h>
+#endif
+
+extern char** environ;
+
+namespace mp::platform {
+
+const int signal_term = SIGTERM;
+const int signal_kill = SIGKILL;
+
+int current_pid() noexcept { return static_cast<int>(::getpid()); }
+int parent_pid() noexcept { return static_cast<int>(::getppid()); }
+
+int fork_process() {
+  pid_t pid = ::fork();
+  if (pid < 0) throw_last_error("fork");
+  return static_cast<int>(pid);
+}
+
+namespace {
+struct FileActions {
+  posix_spawn_file_actions_t a;
+  FileActions() {
+    if (int e = posix_spawn_file_actions_init(&a)) throw std::system_error(e, std::system_category(), "posix_spawn");
+  }
+  ~FileActions() { posix_spawn_file_actions_destroy(&a); }
+  void check(int e) {
+    if (e) throw std::system_error(e, std::system_category(), "posix_spawn_file_actions");
+  }
+};
+}  // namespace
+
+int spawn_process(const std::string& executable, const std::vector<std::string>& args,
+                  const std::vector<native_handle>& inherit) {
+  const int n = static_cast<int>(inherit.size());
+  const int limit = first_inherited_handle + n;  // targets are [3, limit)
+  // Move every source above the target range first (close-on-exec copies), so dup2 to a target
+  // never clobbers a source still to be placed.
+  std::vector<UniqueHandle> staged;
+  staged.reserve(inherit.size());
+  for (native_handle h : inherit) {
+    int fd = ::fcntl(h, F_DUPFD_CLOEXEC, limit);
+    if (fd < 0) throw_last_error("fcntl(F_DUPFD_CLOEXEC)");
+    staged.emplace_back(fd);
+  }
+  FileActions fa;
+  for (int i = 0; i < n; ++i) fa.check(posix_spawn_file_actions_adddup2(&fa.a, staged[i].get(), first_inherited_handle + i));
+#if MP_HAVE_CLOSEFROM
+  // Descriptors the application opened without O_CLOEXEC must not leak into the child either.
+  fa.check(posix_spawn_file_actions_addclosefrom_np(&fa.a, limit));
+#else
+  // Without closefrom, close what is open above the range (bounded by the fd table size).
+  long maxfd = ::sysconf(_SC_OPEN_MAX);
+  if (maxfd < 0 || maxfd > 65536) maxfd = 65536;
+  for (int fd = limit; fd < maxfd; ++fd) {
+    int flags = ::fcntl(fd, F_GETFD);
+    if (flags >= 0 && (flags & FD_CLOEXEC) == 0) fa.check(posix_spawn_file_actions_addclose(&fa.a, fd));
+  }
+#endif
+  std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
+  for (const auto& s : args) argv.push_back(const_cast<char*>(s.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid;
+  int e = ::posix_spawn(&pid, executable.c_str(), &fa.a, nullptr, argv.data(), environ);
+  if (e != 0) throw std::system_error(e, std::system_category(), "posix_spawn " + executable);
+  return static_cast<int>(pid);
+}
+
+namespace {
+int decode_status(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return -WTERMSIG(status);
+  return 255;
+}
+}  // namespace
+
+std::optional<int> reap(int pid, bool block) {
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, block ? 0 : WNOHANG);
+    if (r == pid) return decode_status(status);
+    if (r == 0) return std::nullopt;
+    if (errno == EINTR) continue;
+    if (errno == ECHILD) return 255;  // reaped by someone else (a SIGCHLD=SIG_IGN application)
+    throw_last_error("waitpid");
+  }
+}
+
+std::optional<std::pair<int, int>> reap_any() {
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(-1, &status, WNOHANG);
+    if (r > 0) return std::pair{static_cast<int>(r), decode_status(status)};
+    if (r == 0) return std::nullopt;
+    if (errno == EINTR) continue;
+    return std::nullopt;  // ECHILD: no children
+  }
+}
+
+void send_signal(int pid, int sig) {
+  if (::kill(pid, sig) < 0 && errno != ESRCH) throw_last_error("kill");
+}
+
+std::string signal_name(int sig) {
+  switch (sig) {
+    case SIGHUP: return "SIGHUP";
+    case SIGINT: return "SIGINT";
+    case SIGQUIT: return "SIGQUIT";
+    case SIGILL: return "SIGILL";
+    case SIGTRAP: return "SIGTRAP";
+    case SIGABRT: return "SIGABRT";
+    case SIGBUS: return "SIGBUS";
+    case SIGFPE: return "SIGFPE";
+    case SIGKILL: return "SIGKILL";
+    case SIGUSR1: return "SIGUSR1";
+    case SIGSEGV: return "SIGSEGV";
+    case SIGUSR2: return "SIGUSR2";
+    case SIGPIPE: return "SIGPIPE";
+    case SIGALRM: return "SIGALRM";
+    case SIGTERM: return "SIGTERM";
+    case SIGCHLD: return "SIGCHLD";
+    case SIGCONT: return "SIGCONT";
+    case SIGSTOP: return "SIGSTOP";
+    case SIGTSTP: return "SIGTSTP";
+    case SIGXCPU: return "SIGXCPU";
+    case SIGXFSZ: return "SIGXFSZ";
+    case SIGSYS: return "SIGSYS";
+    default: return {};
+  }
+}
+
+void exit_now(int code) noexcept { ::_exit(code); }
+
+void write_stderr(const std::string& text) noexcept {
+  const char* p = text.data();
+  std::size_t left = text.size();
+  while (left > 0) {
+    ssize_t n = ::write(2, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
+
+// ---- argv, captured before main() ---------------------------------------------------------------
+namespace {
+std::vector<std::string>& captured_args() {
+  static std::vector<std::string> args;
+  return args;
+}
+#if MP_HAVE_GLIBC_INIT_ARGV
+// glibc passes (argc, argv, envp) to the functions of .init_array. A prioritised entry runs before
+// every ordinary static constructor, so argv is known to all of them.
+void capture_args(int argc, char** argv, char**) {
+  auto& a = captured_args();
+  for (int i = 0; i < argc; ++i) a.emplace_back(argv[i]);
+}
+__attribute__((section(".init_array.00101"), used)) void (*const capture_args_entry)(int, char**, char**) = &capture_args;
+#endif
+}  // namespace
+
+std::vector<std::string> process_arguments() {
+#if MP_HAVE_GLIBC_INIT_ARGV
+  return captured_args();
+#elif MP_HAVE_NSGETARGV
+  std::vector<std::string> a;
+  for (int i = 0; i < *_NSGetArgc(); ++i) a.emplace_back((*_NSGetArgv())[i]);
+  return a;
+#elif MP_HAVE_PROCFS
+  std::ifstream f("/proc/self/cmdline", std::ios::binary);
+  std::vector<std::string> a;
+  for (std::string s; std::getline(f, s, '\0');) a.push_back(s);
+  return a;
+#else
+  return captured_args();
+#endif
+}
+
+std::string executable_path() {
+#if MP_HAVE_PROCFS
+  std::string buf(PATH_MAX, '\0');
+  ssize_t n = ::readlink("/proc/self/exe", buf.data(), buf.size());
+  if (n > 0) {
+    buf.resize(static_cast<std::size_t>(n));
+    return buf;
+  }
+#endif
+  // Portable: argv[0], made absolute against the start-up directory if it has a slash,
+  // otherwise looked up in PATH.
+  auto args = process_arguments();
+  if (args.empty()) return {};
+  std::string a0 = args[0];
+  if (a0.find('/') != std::string::npos) {
+    char resolved[PATH_MAX];
+    if (::realpath(a0.c_str(), resolved)) return resolved;
+    return a0;
+  }
+  const char* path = std::getenv("PATH");
+  std::string p = path ? path : "/usr/bin:/bin";
+  std::size_t start = 0;
+  while (start <= p.size()) {
+    std::size_t end = p.find(':', start);
+    if (end == std::string::npos) end = p.size();
+    std::string cand = p.substr(start, end - start) + "/" + a0;
+    if (::access(cand.c_str(), X_OK) == 0) return cand;
+    start = end + 1;
+  }
+  return a0;
+}
+
+int cpu_count() {
+  long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  if (n > 0) return static_cast<int>(n);
+  unsigned h = std::thread::hardware_concurrency();
+  return h > 0 ? static_cast<int>(h) : 1;
+}
+
+int process_cpu_count() {
+#if MP_HAVE_SCHED_GETAFFINITY
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
+  return cpu_count();
+}
+
+void register_atfork(void (*prepare)(), void (*parent)(), void (*child)()) {
+  if (int e = ::pthread_atfork(prepare, parent, child)) throw std::system_error(e, std::system_category(), "pthread_atfork");
+}
+
+// ---- SIGCHLD self-pipe --------------------------------------------------------------------------
+namespace {
+int g_sigchld_write = -1;
+int g_sigchld_read = -1;
+struct sigaction g_old_chld;
+void on_sigchld(int) {
+  int saved = errno;
+  char c = 0;
+  [[maybe_unused]] ssize_t r = ::write(g_sigchld_write, &c, 1);
+  errno = saved;
+}
+}  // namespace
+
+ChildExitNotifier::ChildExitNotifier() {
+  HandlePair p = make_pipe();
+  ::fcntl(p.first.get(), F_SETFL, O_NONBLOCK);
+  ::fcntl(p.second.get(), F_SETFL, O_NONBLOCK);
+  g_sigchld_read = p.first.release();
+  g_sigchld_write = p.second.release();
+  struct sigaction sa {};
+  sa.sa_handler = &on_sigchld;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+  if (::sigaction(SIGCHLD, &sa, &g_old_chld) < 0) throw_last_error("sigaction(SIGCHLD)");
+}
+
+ChildExitNotifier::~ChildExitNotifier() {
+  ::sigaction(SIGCHLD, &g_old_chld, nullptr);
+  close_handle(g_sigchld_read);
+  close_handle(g_sigchld_write);
+  g_sigchld_read = g_sigchld_write = -1;
+}
+
+native_handle ChildExitNotifier::handle() const noexcept { return g_sigchld_read; }
+
+void ChildExitNotifier::drain() noexcept {
+  char buf[64];
+  while (::read(g_sigchld_read, buf, sizeof buf) > 0) {
+  }
+}
+
+void ChildExitNotifier::reset_in_child() noexcept {
+  ::signal(SIGCHLD, SIG_DFL);
+  ::signal(SIGPIPE, SIG_DFL);
+  close_handle(g_sigchld_read);
+  close_handle(g_sigchld_write);
+  g_sigchld_read = g_sigchld_write = -1;
+}
+
+void ignore_broken_pipes() noexcept { ::signal(SIGPIPE, SIG_IGN); }
+
+}  // namespace mp::platform

@@ -1,0 +1,60 @@
+// platform/process.hpp - process creation, reaping, signals and facts about this process.
+#pragma once
+#include "platform/unique_handle.hpp"
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mp::platform {
+
+int current_pid() noexcept;
+int parent_pid() noexcept;
+
+// fork(): 0 in the child, the pid in the parent.
+int fork_process();
+
+// Starts `executable` with `args` (args[0] included). `inherit[i]` becomes handle number
+// first_inherited_handle + i in the child; nothing else is inherited (stdin/out/err excepted).
+inline constexpr int first_inherited_handle = 3;
+int spawn_process(const std::string& executable, const std::vector<std::string>& args,
+                  const std::vector<native_handle>& inherit);
+
+// Reaps a child of ours. Exit code in CPython's convention (N, or -signal); nullopt while running
+// (when !block). A child already reaped elsewhere reads as 255.
+std::optional<int> reap(int pid, bool block);
+// Reaps any finished child; returns {pid, exit code}, or nullopt if none has finished.
+std::optional<std::pair<int, int>> reap_any();
+
+// Sends a signal; a process that is already gone is not an error.
+void send_signal(int pid, int signal);
+extern const int signal_term;
+extern const int signal_kill;
+// "SIGTERM" for 15, or "" if unknown.
+std::string signal_name(int signal);
+
+[[noreturn]] void exit_now(int code) noexcept;
+// Writes straight to the standard error handle (safe after fork, no locks).
+void write_stderr(const std::string& text) noexcept;
+
+std::string executable_path();
+std::vector<std::string> process_arguments();
+int cpu_count();
+int process_cpu_count();
+
+// Runs `prepare` before a fork in the forking process, `parent` after it there, `child` in the child.
+void register_atfork(void (*prepare)(), void (*parent)(), void (*child)());
+
+// A pipe that becomes readable when a child of ours exits (a SIGCHLD self-pipe), for servers.
+class ChildExitNotifier {
+ public:
+  ChildExitNotifier();
+  ~ChildExitNotifier();
+  native_handle handle() const noexcept;
+  void drain() noexcept;
+  // In a forked child: restore default signal dispositions and drop the pipe.
+  void reset_in_child() noexcept;
+};
+// Ignore SIGPIPE in this process (servers write to peers that may be gone).
+void ignore_broken_pipes() noexcept;
+
+}  // namespace mp::platform

@@ -1,0 +1,15 @@
+#include <mp/mp.hpp>
+#include <gtest/gtest.h>
+
+static void child_exit(int code) { mp::sys_exit(code); }
+
+TEST(Smoke, AllMethods) {
+  for (std::string m : {"fork", "spawn", "forkserver"}) {
+    auto& ctx = mp::get_context(m);
+    auto p = ctx.Process(child_exit, 7);
+    p.start();
+    ASSERT_TRUE(p.join(std::chrono::seconds(20))) << m;
+    EXPECT_EQ(p.exitcode(), 7) << m;
+    std::cout << p << "\n";
+  }
+}
