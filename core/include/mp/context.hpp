@@ -26,7 +26,7 @@ class Context {
   template <class F, class... Args>
     requires(!std::is_same_v<std::decay_t<F>, ProcessOptions>)
   mp::Process Process(F&& target, Args&&... args) {
-    return mp::Process(ProcessOptions{.name = {}, .daemon = {}, .context = this}, std::forward<F>(target),
+    return mp::Process(ProcessOptions{.context = this}, std::forward<F>(target),
                        std::forward<Args>(args)...);
   }
   template <class F, class... Args>

@@ -19,8 +19,10 @@ namespace mp {
 class Context;
 
 struct ProcessOptions {
-  std::string name;              // empty: "Process-N1:N2..." as CPython numbers them
-  std::optional<bool> daemon;    // empty: inherited from the creating process
+  // Every member has a default member initializer, so designated initializers may name any subset
+  // without -Wmissing-field-initializers.
+  std::string name{};            // empty: "Process-N1:N2..." as CPython numbers them
+  std::optional<bool> daemon{};  // empty: inherited from the creating process
   Context* context = nullptr;    // empty: the default context, resolved at start()
 };
 
