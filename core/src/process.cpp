@@ -220,7 +220,8 @@ SpawnRequest prepare_spawn(Process& self, ProcessState& s, const std::string& me
   } else if (s.task) {
     if (auto why = s.task->describe(d)) throw ProcessError(cannot_travel(s.name, method, *why));
   }
-  if (d.kind == TaskDescriptor::by_address && p.executable != platform::executable_path()) {
+  static const std::string self_executable = platform::executable_path();
+  if (d.kind == TaskDescriptor::by_address && p.executable != self_executable) {
     throw ProcessError(cannot_travel(s.name, method,
                                      "set_executable() names another program (" + p.executable +
                                          "), where code cannot be found by address; register the target "

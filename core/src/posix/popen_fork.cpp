@@ -7,31 +7,46 @@
 #include "platform/process.hpp"
 #include "platform/wait.hpp"
 
-#include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <thread>
 
 namespace mp::detail {
 
 std::optional<int> ChildPopen::poll() {
   std::lock_guard lock(mutex_);
-  if (!returncode_) returncode_ = platform::reap(pid_, false);
+  // While another thread is blocked reaping, the child counts as running.
+  if (!returncode_ && !reaping_) returncode_ = platform::reap(pid_, false);
   return returncode_;
 }
 
 std::optional<int> ChildPopen::wait(Timeout timeout) {
-  using clock = std::chrono::steady_clock;
-  auto deadline = timeout ? clock::now() + std::chrono::duration_cast<clock::duration>(*timeout) : clock::time_point::max();
   if (auto r = poll()) return r;
-  native_handle_t h = sentinel_.get();
-  if (h != invalid_native_handle && platform::wait_ready(std::span(&h, 1), timeout).empty()) return std::nullopt;
-  // The sentinel fires when the child's end closes: normally at its exit, earlier if it exec'd.
-  for (auto pause = std::chrono::microseconds(50);; pause = std::min(pause * 2, std::chrono::microseconds(10000))) {
-    if (auto r = poll()) return r;
-    if (clock::now() >= deadline) return std::nullopt;
-    std::this_thread::sleep_for(pause);
+  if (timeout) {
+    native_handle_t h = sentinel_.get();
+    if (h != invalid_native_handle && platform::wait_ready(std::span(&h, 1), timeout).empty()) return std::nullopt;
+    if (timeout->count() <= 0) return poll();
   }
+  // As CPython: once the sentinel has fired (or with no timeout), a blocking waitpid. Only one
+  // thread reaps; the others wait for its answer.
+  std::unique_lock lock(mutex_);
+  reaped_.wait(lock, [this] { return !reaping_; });
+  if (returncode_) return returncode_;
+  reaping_ = true;
+  lock.unlock();
+  std::optional<int> r;
+  try {
+    r = platform::reap(pid_, true);
+  } catch (...) {
+    lock.lock();
+    reaping_ = false;
+    reaped_.notify_all();
+    throw;
+  }
+  lock.lock();
+  reaping_ = false;
+  returncode_ = r;
+  reaped_.notify_all();
+  return returncode_;
 }
 
 std::unique_ptr<Popen> launch_fork(Process& self) {

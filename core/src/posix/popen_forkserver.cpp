@@ -144,10 +144,20 @@ std::unique_ptr<Popen> launch_forkserver(const SpawnRequest& request) {
         ensure_connected(c);
         platform::send_handles(c.conn.get(), header, fds);
         break;
-      } catch (const std::system_error&) {
-        // The server (or our connection to it) is gone: start afresh once.
+      } catch (const AuthenticationError&) {
         drop_server(c);
-        if (attempt > 0) throw;
+        throw;
+      } catch (const std::exception& e) {
+        // The server (or our connection to it) is gone: start afresh once, then give up clearly.
+        std::optional<int> server_exit;
+        if (c.server_pid > 0) server_exit = platform::reap(c.server_pid, false);
+        drop_server(c);
+        if (attempt > 0) {
+          throw ProcessError(std::string("mp: the forkserver is not working (") + e.what() + ")" +
+                             (server_exit ? ", it exited with code " + std::to_string(*server_exit) : std::string()) +
+                             "; its own error output says why (a main() that does not begin with "
+                             "mp::freeze_support() is the usual cause)");
+        }
       }
     }
   }

@@ -1,6 +1,7 @@
 #pragma once
 #include "popen.hpp"
 
+#include <condition_variable>
 #include <mutex>
 
 namespace mp::detail {
@@ -15,6 +16,8 @@ class ChildPopen final : public Popen {
 
  private:
   std::mutex mutex_;
+  std::condition_variable reaped_;
+  bool reaping_ = false;
 };
 
 }  // namespace mp::detail

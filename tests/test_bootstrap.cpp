@@ -1,0 +1,55 @@
+// The bootstrap idiom done wrong: clear errors, and no hang in the parent.
+#include <mp/mp.hpp>
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <cstdlib>
+
+namespace {
+std::string run(const std::string& mode, const std::string& method) {
+  std::string cmd = "MP_PROBE_MODE=" + mode + " MP_PROBE_METHOD=" + method + " timeout 60 " BOOTSTRAP_PROBE " 2>&1";
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
+  std::string out;
+  std::array<char, 4096> buf;
+  while (auto n = fread(buf.data(), 1, buf.size(), pipe.get())) out.append(buf.data(), n);
+  return out;
+}
+class Bootstrap : public testing::TestWithParam<std::string> {};
+}  // namespace
+
+// CPython: "An attempt has been made to start a new process before the current process has
+// finished its bootstrapping phase."
+TEST_P(Bootstrap, StartBeforeFreezeSupportIsAClearErrorInTheChild) {
+  std::string out = run("start-first", GetParam());
+  EXPECT_NE(out.find("bootstrapping phase"), std::string::npos) << out;
+  EXPECT_NE(out.find("mp::freeze_support()"), std::string::npos) << out;
+  // The parent joined a failed child (spawn), or start() said the forkserver could not run.
+  bool joined = out.find("stopped exitcode=") != std::string::npos;
+  bool refused = out.find("start failed: mp: the forkserver is not working") != std::string::npos;
+  EXPECT_TRUE(GetParam() == "spawn" ? joined : refused) << out;
+  EXPECT_EQ(out.find("exitcode=0>"), std::string::npos) << out;
+  EXPECT_EQ(out.find("the child ran its target"), std::string::npos) << out;
+}
+
+TEST_P(Bootstrap, MainWithoutFreezeSupportFailsInsteadOfPretending) {
+  std::string out = run("no-freeze", GetParam());
+  EXPECT_NE(out.find("without calling mp::freeze_support()"), std::string::npos) << out;
+  EXPECT_EQ(out.find("the child ran its target"), std::string::npos) << out;
+  if (GetParam() == "spawn") {
+    EXPECT_NE(out.find("stopped exitcode=1>"), std::string::npos) << out;
+  } else {
+    EXPECT_NE(out.find("start failed: mp: the forkserver is not working"), std::string::npos) << out;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(ChildStartMethods, Bootstrap, testing::Values("spawn", "forkserver"));
+
+TEST(BootstrapFork, ForkNeedsNoFreezeSupport) {
+  std::string out = run("no-freeze", "fork");
+  EXPECT_NE(out.find("the child ran its target"), std::string::npos) << out;
+  EXPECT_NE(out.find("stopped exitcode=0>"), std::string::npos) << out;
+}
