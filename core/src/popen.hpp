@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace mp::detail {
@@ -49,6 +50,13 @@ struct SpawnRequest {
 std::unique_ptr<Popen> launch_fork(Process& self);
 std::unique_ptr<Popen> launch_spawn(const SpawnRequest& request);
 std::unique_ptr<Popen> launch_forkserver(const SpawnRequest& request);
+
+// The running forkserver of this process, if any (for diagnostics and tests).
+struct ForkServerInfo {
+  int pid = -1;
+  std::string address;
+};
+std::optional<ForkServerInfo> forkserver_info();
 
 // Resets the forkserver client in a forked child (the server belongs to the parent).
 void forkserver_client_after_fork() noexcept;

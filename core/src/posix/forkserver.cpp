@@ -105,7 +105,14 @@ void serve() {
           dead_clients.push_back(ci);
           continue;
         }
-        int pid = platform::fork_process();
+        int pid;
+        try {
+          pid = platform::fork_process();
+        } catch (const std::system_error& e) {
+          // Out of processes: the client reads EOF instead of a pid, and the server goes on.
+          get_logger().warning(std::string("forkserver: ") + e.what());
+          continue;
+        }
         if (pid == 0) {
           // The child: nothing of the server's may stay open in it.
           notifier.reset_in_child();

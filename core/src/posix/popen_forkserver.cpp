@@ -118,6 +118,13 @@ void ensure_connected(Client& c) {
 
 }  // namespace
 
+std::optional<ForkServerInfo> forkserver_info() {
+  Client& c = client();
+  std::lock_guard lock(c.mutex);
+  if (c.server_pid < 0) return std::nullopt;
+  return ForkServerInfo{c.server_pid, c.address};
+}
+
 void forkserver_client_lock() noexcept { client().mutex.lock(); }
 void forkserver_client_unlock() noexcept { client().mutex.unlock(); }
 void forkserver_client_after_fork() noexcept {
@@ -129,15 +136,13 @@ void forkserver_client_after_fork() noexcept {
   c.address.clear();
 }
 
-std::unique_ptr<Popen> launch_forkserver(const SpawnRequest& request) {
-  platform::HandlePair status = platform::make_pipe();
-  platform::HandlePair control = platform::make_socketpair();
-  std::vector<native_handle_t> fds{control.first.get(), status.second.get()};
-  fds.insert(fds.end(), request.handles.begin(), request.handles.end());
-  if (fds.size() > kMaxForkHandles) throw ValueError("too many handles to send to a forkserver child");
+namespace {
+
+// Hands one request to the server; returns the child's pid, or nullopt if the server vanished
+// before answering (the request was then not served and may be sent again).
+std::optional<int> request_fork(Client& c, const std::vector<native_handle_t>& fds, platform::HandlePair& status) {
   auto header = fork_request(static_cast<std::uint32_t>(fds.size()));
   {
-    Client& c = client();
     std::lock_guard lock(c.mutex);
     for (int attempt = 0;; ++attempt) {
       try {
@@ -161,18 +166,40 @@ std::unique_ptr<Popen> launch_forkserver(const SpawnRequest& request) {
       }
     }
   }
-  control.first.reset();
   status.second.reset();
   std::int32_t pid = 0;
-  if (!platform::read_exact(status.first.get(), std::span<const std::byte>(reinterpret_cast<std::byte*>(&pid), sizeof pid))) {
-    throw ProcessError("mp: the forkserver did not start the child (it may have died)");
+  if (!platform::read_exact(status.first.get(),
+                            std::span<const std::byte>(reinterpret_cast<std::byte*>(&pid), sizeof pid))) {
+    std::lock_guard lock(c.mutex);
+    drop_server(c);
+    return std::nullopt;
   }
-  try {
-    send_frame(control.second.get(), request.prep);
-  } catch (const std::system_error&) {
-    // The child is already gone; its exit code will say so.
+  return pid;
+}
+
+}  // namespace
+
+std::unique_ptr<Popen> launch_forkserver(const SpawnRequest& request) {
+  if (request.handles.size() + 2 > kMaxForkHandles) throw ValueError("too many handles to send to a forkserver child");
+  Client& c = client();
+  for (int attempt = 0;; ++attempt) {
+    platform::HandlePair status = platform::make_pipe();
+    platform::HandlePair control = platform::make_socketpair();
+    std::vector<native_handle_t> fds{control.first.get(), status.second.get()};
+    fds.insert(fds.end(), request.handles.begin(), request.handles.end());
+    std::optional<int> pid = request_fork(c, fds, status);
+    control.first.reset();
+    if (!pid) {
+      if (attempt == 0) continue;  // the server died with our request: once more, with a new one
+      throw ProcessError("mp: the forkserver did not start the child (it died twice)");
+    }
+    try {
+      send_frame(control.second.get(), request.prep);
+    } catch (const std::system_error&) {
+      // The child is already gone; its exit code will say so.
+    }
+    return std::make_unique<ForkServerPopen>(*pid, std::move(status.first), std::move(control.second));
   }
-  return std::make_unique<ForkServerPopen>(pid, std::move(status.first), std::move(control.second));
 }
 
 }  // namespace mp::detail
