@@ -140,7 +140,8 @@ namespace {
 
 // Hands one request to the server; returns the child's pid, or nullopt if the server vanished
 // before answering (the request was then not served and may be sent again).
-std::optional<int> request_fork(Client& c, const std::vector<native_handle_t>& fds, platform::HandlePair& status) {
+std::optional<int> request_fork(Client& c, const std::vector<native_handle_t>& fds, platform::HandlePair& status,
+                                platform::HandlePair& control, const std::vector<std::byte>& prep) {
   auto header = fork_request(static_cast<std::uint32_t>(fds.size()));
   {
     std::lock_guard lock(c.mutex);
@@ -167,6 +168,15 @@ std::optional<int> request_fork(Client& c, const std::vector<native_handle_t>& f
     }
   }
   status.second.reset();
+  control.first.reset();
+  // The preparation data goes now, before the pid comes back: the child finds it waiting instead
+  // of costing the two processes another round trip. (If it does not fit the socket buffer, the
+  // write completes as the child reads; the server forks whatever we do.)
+  try {
+    send_frame(control.second.get(), prep);
+  } catch (const std::system_error&) {
+    // The child or the server is gone; what the sentinel says next tells which.
+  }
   std::int32_t pid = 0;
   if (!platform::read_exact(status.first.get(),
                             std::span<const std::byte>(reinterpret_cast<std::byte*>(&pid), sizeof pid))) {
@@ -187,16 +197,10 @@ std::unique_ptr<Popen> launch_forkserver(const SpawnRequest& request) {
     platform::HandlePair control = platform::make_socketpair();
     std::vector<native_handle_t> fds{control.first.get(), status.second.get()};
     fds.insert(fds.end(), request.handles.begin(), request.handles.end());
-    std::optional<int> pid = request_fork(c, fds, status);
-    control.first.reset();
+    std::optional<int> pid = request_fork(c, fds, status, control, request.prep);
     if (!pid) {
       if (attempt == 0) continue;  // the server died with our request: once more, with a new one
       throw ProcessError("mp: the forkserver did not start the child (it died twice)");
-    }
-    try {
-      send_frame(control.second.get(), request.prep);
-    } catch (const std::system_error&) {
-      // The child is already gone; its exit code will say so.
     }
     return std::make_unique<ForkServerPopen>(*pid, std::move(status.first), std::move(control.second));
   }

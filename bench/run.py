@@ -1,0 +1,480 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark runner: mp beside CPython's multiprocessing and the raw system calls.
+
+One invocation measures all three on this machine, in the same run:
+  * mp's Google Benchmark programs (<build-dir>/bench/<binary> --benchmark_format=json);
+  * CPython's multiprocessing: <baseline-dir>/py_baseline.py --only <cases> [--quick];
+  * the raw limits: <baseline-dir>/limits.c, compiled here with gcc and run [--quick];
+then prints, per case, the three figures, the ratios and the case's targets with PASS/MISS.
+
+    python3 bench/run.py                          # build dir: <repo>/build (or ./build)
+    python3 bench/run.py --build-dir build-bench --quick --only fork,spawn --json out.json
+
+The baselines print one JSON object per line ({"case", "metric", "value", "unit"}). If the
+baseline folder is missing (MP_BASELINE_DIR, --baseline-dir, default <repo>/../shared/baseline),
+mp's figures are printed alone. Standard library only.
+
+To add a case, add a CaseDef to CASES (and, for a new program, a target in bench/CMakeLists.txt).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ---- case definitions -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Ref:
+    """One figure: from mp's bench ("mp": case = benchmark name, metric unused), from
+    py_baseline.py ("py") or from limits.c ("limits"): case and metric of its JSON lines."""
+    source: str
+    case: str
+    metric: str = ""
+    label: str = ""          # how the table names it
+
+    def key(self) -> tuple[str, str, str]:
+        return (self.source, self.case, self.metric)
+
+
+@dataclass(frozen=True)
+class CaseDef:
+    key: str                           # the name --only takes
+    title: str
+    mp: Ref                            # mp's figure (source "mp")
+    binary: str = "bench_process"      # the bench program that measures mp (and "mp" refs)
+    python: Ref | None = None          # CPython's figure
+    py_case: str = ""                  # the py_baseline.py --only name that yields it
+    raw: tuple[Ref, ...] = ()          # the raw limit: the first one measured is used
+    max_over_raw: float | None = None  # target: mp is at most this many times the raw limit
+    min_speedup_vs_python: float | None = None  # target: mp at least this many times faster
+    higher_is_better: bool = False     # rates (msg/s, GB/s) rather than times
+    context: tuple[Ref, ...] = ()      # more figures shown for comparison, no target
+
+    def refs(self) -> list[Ref]:
+        out = [self.mp, *self.raw, *self.context]
+        if self.python:
+            out.append(self.python)
+        return out
+
+
+# The raw references used by several cases.
+LIMIT_FORK = Ref("limits", "process_create", "fork_exit_wait", "fork+_exit+waitpid (limits.c)")
+CXX_FORK = Ref("mp", "raw_fork_exit_waitpid", label="fork+_exit+waitpid (bench_process itself)")
+CXX_SPAWN_SELF = Ref("mp", "raw_posix_spawn_self_waitpid",
+                     label="posix_spawn(bench_process --exit-now)+waitpid")
+
+CASES: list[CaseDef] = [
+    CaseDef(
+        key="fork", title="Process start+join, fork",
+        mp=Ref("mp", "process_start_join/fork"),
+        python=Ref("py", "process_start_join", "fork"), py_case="process_start",
+        raw=(LIMIT_FORK, CXX_FORK), max_over_raw=1.5, min_speedup_vs_python=10,
+        context=(CXX_FORK, Ref("py", "process_start_join", "os_fork_exit_waitpid",
+                               "os.fork()+os._exit+waitpid from CPython"))),
+    CaseDef(
+        key="spawn", title="Process start+join, spawn",
+        mp=Ref("mp", "process_start_join/spawn"),
+        python=Ref("py", "process_start_join", "spawn"), py_case="process_start",
+        raw=(CXX_SPAWN_SELF,), max_over_raw=2.0, min_speedup_vs_python=10,
+        context=(Ref("limits", "process_create", "posix_spawn_true_wait", "posix_spawn(/bin/true)+waitpid (limits.c)"),
+                 Ref("limits", "process_create", "fork_exec_self_wait", "fork+exec(limits --exit-now)+waitpid (limits.c)"),
+                 Ref("py", "process_start_join", "python_c_pass_subprocess", "python3 -c pass via subprocess.run"))),
+    CaseDef(
+        key="forkserver", title="Process start+join, forkserver",
+        mp=Ref("mp", "process_start_join/forkserver"),
+        python=Ref("py", "process_start_join", "forkserver"), py_case="process_start",
+        raw=(LIMIT_FORK, CXX_FORK), max_over_raw=3.0, min_speedup_vs_python=10),
+]
+
+
+# ---- measurement ------------------------------------------------------------------------------
+
+UNIT_TO_US = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
+
+
+@dataclass
+class Figure:
+    value: float | None          # in `unit`; None if it was not measured or failed
+    unit: str
+    note: str = ""
+
+
+@dataclass
+class Results:
+    figures: dict[tuple[str, str, str], Figure] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    raw_records: dict[str, list[dict]] = field(default_factory=lambda: {"mp": [], "py": [], "limits": []})
+    python_version: str = ""
+    ran: set[str] = field(default_factory=set)   # the sources that produced figures
+
+    def get(self, ref: Ref | None) -> Figure | None:
+        return None if ref is None else self.figures.get(ref.key())
+
+
+def log(msg: str) -> None:
+    print(f"[run.py] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], timeout: float, cwd: Path | None = None) -> subprocess.CompletedProcess | None:
+    log("$ " + " ".join(cmd))
+    try:
+        return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              timeout=timeout, cwd=cwd)
+    except subprocess.TimeoutExpired:
+        log(f"timed out after {timeout:.0f} s: {cmd[0]}")
+    except OSError as e:
+        log(f"cannot run {cmd[0]}: {e}")
+    return None
+
+
+def json_lines(text: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
+def bench_name(entry: dict) -> str:
+    name = entry.get("run_name") or entry.get("name", "")
+    return re.sub(r"/(real_time|process_time|manual_time)$", "", name)
+
+
+def find_binary(build_dir: Path, binary: str) -> Path | None:
+    for cand in (build_dir / "bench" / binary, build_dir / binary,
+                 build_dir / "bench" / "Release" / binary):
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def run_mp(cases: list[CaseDef], build_dir: Path, args, res: Results) -> None:
+    by_binary: dict[str, list[Ref]] = {}
+    for c in cases:
+        for r in c.refs():
+            if r.source == "mp" and r not in by_binary.setdefault(c.binary, []):
+                by_binary[c.binary].append(r)
+    for binary, refs in by_binary.items():
+        exe = find_binary(build_dir, binary)
+        if exe is None:
+            res.notes.append(f"{binary} not found under {build_dir} (build it: cmake --build {build_dir} "
+                             f"--target {binary}; it needs libbenchmark-dev)")
+            continue
+        names = sorted({r.case for r in refs})
+        cmd = [str(exe), "--benchmark_format=json",
+               "--benchmark_filter=^(" + "|".join(re.escape(n) for n in names) + ")(/real_time)?$",
+               f"--benchmark_repetitions={args.repetitions}"]
+        if args.quick:
+            cmd.append("--benchmark_min_time=0.1")
+        p = run(cmd, timeout=args.timeout)
+        if p is None:
+            res.notes.append(f"{binary} did not finish")
+            continue
+        text = p.stdout
+        try:
+            doc = json.loads(text[text.index("{"):]) if "{" in text else {}
+        except json.JSONDecodeError as e:
+            res.notes.append(f"{binary}: cannot parse its JSON output ({e}); exit code {p.returncode}")
+            log(p.stderr[-2000:])
+            continue
+        if p.returncode != 0:
+            res.notes.append(f"{binary} exited with {p.returncode}: {p.stderr.strip()[-500:]}")
+        entries = doc.get("benchmarks", [])
+        res.raw_records["mp"].extend(entries)
+        res.ran.add("mp")
+        for name in names:
+            mine = [e for e in entries if bench_name(e) == name]
+            errors = [e for e in mine if e.get("error_occurred")]
+            medians = [e for e in mine if e.get("run_type") == "aggregate" and e.get("aggregate_name") == "median"]
+            runs = [e for e in mine if e.get("run_type", "iteration") == "iteration" and not e.get("error_occurred")]
+            if errors:
+                msg = errors[0].get("error_message", "error")
+                res.figures[("mp", name, "")] = Figure(None, "us", f"error: {msg}")
+            elif medians:
+                e = medians[0]
+                res.figures[("mp", name, "")] = Figure(e["real_time"], e.get("time_unit", "ns"),
+                                                       f"median of {len(runs)}")
+            elif runs:
+                e = runs[0]
+                res.figures[("mp", name, "")] = Figure(e["real_time"], e.get("time_unit", "ns"),
+                                                       f"{e.get('iterations', '?')} iterations")
+            else:
+                res.figures[("mp", name, "")] = Figure(None, "us", "not run")
+
+
+def record_lines(source: str, records: list[dict], res: Results) -> None:
+    res.raw_records[source].extend(records)
+    if records:
+        res.ran.add(source)
+    for r in records:
+        fig = Figure(r.get("value"), r.get("unit", ""), r.get("skipped") or r.get("error") or "")
+        res.figures[(source, r.get("case", ""), r.get("metric", ""))] = fig
+        if r.get("metric") == "error":
+            res.notes.append(f"{source}: case {r.get('case')} failed: {r.get('error')}")
+
+
+def run_python(cases: list[CaseDef], baseline: Path, args, res: Results) -> None:
+    py_cases = sorted({c.py_case for c in cases if c.python and c.py_case})
+    if not py_cases:
+        return
+    cmd = [args.python, str(baseline / "py_baseline.py"), "--only", ",".join(py_cases)]
+    if args.quick:
+        cmd.append("--quick")
+    p = run(cmd, timeout=args.timeout)
+    if p is None:
+        res.notes.append("py_baseline.py did not finish")
+        return
+    m = re.search(r"# python (\S+) .*start method (\S+)", p.stderr)
+    if m:
+        res.python_version = f"CPython {m.group(1)} (default start method {m.group(2)})"
+    if p.returncode != 0:
+        res.notes.append(f"py_baseline.py exited with {p.returncode}: {p.stderr.strip()[-500:]}")
+    record_lines("py", json_lines(p.stdout), res)
+
+
+def run_limits(cases: list[CaseDef], baseline: Path, args, res: Results) -> None:
+    if not any(r.source == "limits" for c in cases for r in c.refs()):
+        return
+    src = baseline / "limits.c"
+    cc = shutil.which(args.cc)
+    if cc is None:
+        res.notes.append(f"{args.cc} not found: limits.c not run")
+        return
+    with tempfile.TemporaryDirectory(prefix="mp-bench-") as tmp:
+        exe = Path(tmp) / "limits"
+        p = run([cc, "-O2", "-o", str(exe), str(src), "-lpthread"], timeout=300)
+        if p is None or p.returncode != 0:
+            res.notes.append("limits.c did not compile" + (f": {p.stderr.strip()[-500:]}" if p else ""))
+            return
+        p = run([str(exe)] + (["--quick"] if args.quick else []), timeout=args.timeout)
+        if p is None:
+            res.notes.append("limits did not finish")
+            return
+        if p.returncode != 0:
+            res.notes.append(f"limits exited with {p.returncode}: {p.stderr.strip()[-500:]}")
+        record_lines("limits", json_lines(p.stdout), res)
+
+
+# ---- the table --------------------------------------------------------------------------------
+
+def in_us(fig: Figure | None) -> float | None:
+    if fig is None or fig.value is None or fig.unit not in UNIT_TO_US:
+        return None
+    return fig.value * UNIT_TO_US[fig.unit]
+
+
+def value_of(fig: Figure | None) -> float | None:
+    """Comparable value: microseconds for times, the figure itself for rates."""
+    if fig is None or fig.value is None:
+        return None
+    return in_us(fig) if fig.unit in UNIT_TO_US else fig.value
+
+
+def fmt_fig(fig: Figure | None) -> str:
+    if fig is None:
+        return "-"
+    if fig.value is None:
+        return "error" if fig.note.startswith("error") else "-"
+    us = in_us(fig)
+    if us is None:
+        return f"{fig.value:,.4g} {fig.unit}"
+    if us >= 1e6:
+        return f"{us / 1e6:.3g} s"
+    if us >= 1e3:
+        return f"{us / 1e3:.3g} ms"
+    if us >= 1:
+        return f"{us:.3g} us"
+    return f"{us * 1e3:.3g} ns"
+
+
+def slowdown(a: float | None, b: float | None, higher_is_better: bool) -> float | None:
+    """How many times worse a is than b (a/b for times, b/a for rates)."""
+    if a is None or b is None or a <= 0 or b <= 0:
+        return None
+    return b / a if higher_is_better else a / b
+
+
+def evaluate(c: CaseDef, res: Results) -> dict:
+    mp_fig = res.get(c.mp)
+    py_fig = res.get(c.python)
+    raw_ref = next((r for r in c.raw if value_of(res.get(r)) is not None), c.raw[0] if c.raw else None)
+    raw_fig = res.get(raw_ref)
+    mp_v, py_v, raw_v = value_of(mp_fig), value_of(py_fig), value_of(raw_fig)
+    over_raw = slowdown(mp_v, raw_v, c.higher_is_better)
+    speedup = slowdown(py_v, mp_v, c.higher_is_better)   # how many times faster mp is than CPython
+    checks = {}
+    if c.max_over_raw is not None:
+        checks["raw"] = None if over_raw is None else over_raw <= c.max_over_raw
+    if c.min_speedup_vs_python is not None:
+        checks["python"] = None if speedup is None else speedup >= c.min_speedup_vs_python
+    known = [v for v in checks.values() if v is not None]
+    failed = mp_fig is not None and mp_fig.note.startswith("error")
+    verdict = "ERROR" if failed else "MISS" if any(v is False for v in known) else ("PASS" if known and len(known) == len(checks) else
+                                                             "PASS*" if known else "n/a")
+    return {
+        "case": c.key, "title": c.title,
+        "mp": mp_fig, "python": py_fig, "raw": raw_fig, "raw_ref": raw_ref,
+        "mp_over_raw": over_raw, "python_over_mp": speedup, "checks": checks, "verdict": verdict,
+    }
+
+
+def mark(ok: bool | None) -> str:
+    return "?" if ok is None else ("PASS" if ok else "MISS")
+
+
+def ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}x"
+
+
+def print_table(cases: list[CaseDef], rows: list[dict], res: Results, have_baseline: bool) -> None:
+    header = ["case", "mp", "CPython", "raw limit", "mp/raw", "target", "", "CPython/mp", "target", "", "verdict"]
+    body = []
+    for c, r in zip(cases, rows):
+        body.append([
+            c.key, fmt_fig(r["mp"]), fmt_fig(r["python"]), fmt_fig(r["raw"]),
+            ratio(r["mp_over_raw"]), f"<= {c.max_over_raw:g}x" if c.max_over_raw else "",
+            mark(r["checks"].get("raw")) if "raw" in r["checks"] else "",
+            ratio(r["python_over_mp"]), f">= {c.min_speedup_vs_python:g}x" if c.min_speedup_vs_python else "",
+            mark(r["checks"].get("python")) if "python" in r["checks"] else "",
+            r["verdict"],
+        ])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    line = lambda cells: "  ".join(str(x).ljust(w) if i == 0 else str(x).rjust(w)  # noqa: E731
+                                    for i, (x, w) in enumerate(zip(cells, widths))).rstrip()
+    print(line(header))
+    print("  ".join("-" * w for w in widths))
+    for b in body:
+        print(line(b))
+    print()
+    print("raw limit used:")
+    for c, r in zip(cases, rows):
+        ref = r["raw_ref"]
+        print(f"  {c.key:<11} {ref.label if ref else '-'}")
+    seen, ctx = set(), []
+    for c in cases:
+        for ref in c.context:
+            if ref.key() not in seen and ref.source in res.ran:
+                seen.add(ref.key())
+                ctx.append(ref)
+    if ctx:
+        print("for comparison:")
+        for ref in ctx:
+            print(f"  {fmt_fig(res.get(ref)):>9}  {ref.label or ref.case}")
+    errors = [(c.key, r["mp"].note) for c, r in zip(cases, rows) if r["mp"] is not None and r["mp"].note.startswith("error")]
+    for key, note in errors:
+        print(f"mp {key}: {note}")
+    if res.python_version:
+        print(f"python baseline: {res.python_version}")
+    if not have_baseline:
+        print("note: baseline folder not found: CPython and limits.c figures are not shown "
+              "(set MP_BASELINE_DIR or --baseline-dir)")
+    if any(r["verdict"] == "PASS*" for r in rows):
+        print("PASS*: every target that could be checked was met; some figures are missing")
+    for n in res.notes:
+        print(f"note: {n}")
+
+
+def to_json(fig: Figure | None) -> dict | None:
+    if fig is None:
+        return None
+    return {"value": fig.value, "unit": fig.unit, "us": in_us(fig), "note": fig.note}
+
+
+# ---- main -------------------------------------------------------------------------------------
+
+def default_build_dir() -> Path:
+    for cand in (REPO / "build", Path.cwd() / "build"):
+        if find_binary(cand, "bench_process"):
+            return cand
+    return REPO / "build"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="cases: " + ", ".join(c.key for c in CASES))
+    ap.add_argument("--build-dir", type=Path, default=None,
+                    help="CMake build folder holding bench/<binary> (default: <repo>/build or ./build)")
+    ap.add_argument("--baseline-dir", type=Path, default=None,
+                    help="folder of py_baseline.py and limits.c (default: $MP_BASELINE_DIR or "
+                         "<repo>/../shared/baseline)")
+    ap.add_argument("--quick", action="store_true", help="short runs, passed on to the baselines")
+    ap.add_argument("--only", default="", help="comma-separated case names (default: all)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    ap.add_argument("--repetitions", type=int, default=None,
+                    help="Google Benchmark repetitions, the median is reported (default 3, quick 1)")
+    ap.add_argument("--python", default=shutil.which("python3") or sys.executable,
+                    help="the interpreter for py_baseline.py (default: python3)")
+    ap.add_argument("--cc", default="gcc", help="C compiler for limits.c (default: gcc)")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds allowed to each program")
+    args = ap.parse_args()
+    if args.repetitions is None:
+        args.repetitions = 1 if args.quick else 3
+
+    wanted = [s for s in args.only.split(",") if s]
+    unknown = [s for s in wanted if s not in {c.key for c in CASES}]
+    if unknown:
+        ap.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(c.key for c in CASES)}")
+    cases = [c for c in CASES if not wanted or c.key in wanted]
+
+    build_dir = (args.build_dir or default_build_dir()).resolve()
+    baseline = args.baseline_dir or (Path(os.environ["MP_BASELINE_DIR"]) if os.environ.get("MP_BASELINE_DIR")
+                                     else REPO.parent / "shared" / "baseline")
+    baseline = baseline.resolve()
+    have_baseline = (baseline / "py_baseline.py").is_file() and (baseline / "limits.c").is_file()
+
+    res = Results()
+    run_mp(cases, build_dir, args, res)
+    if have_baseline:
+        run_python(cases, baseline, args, res)
+        run_limits(cases, baseline, args, res)
+    else:
+        log(f"baseline folder {baseline} not found: mp figures only")
+
+    rows = [evaluate(c, res) for c in cases]
+    print(f"mp benchmarks ({'quick' if args.quick else 'full'} run; build {build_dir}; "
+          f"baselines {baseline if have_baseline else 'missing'})")
+    print()
+    print_table(cases, rows, res, have_baseline)
+
+    # A MISS is a finding, not a failure of the run; no figures or a failed benchmark is.
+    status = 0 if "mp" in res.ran and not any(r["verdict"] == "ERROR" for r in rows) else 1
+    if args.json:
+        doc = {
+            "quick": args.quick, "build_dir": str(build_dir),
+            "baseline_dir": str(baseline) if have_baseline else None,
+            "python": res.python_version,
+            "cases": [{
+                "case": r["case"], "title": r["title"],
+                "mp": to_json(r["mp"]), "python": to_json(r["python"]), "raw": to_json(r["raw"]),
+                "raw_source": r["raw_ref"].label if r["raw_ref"] else None,
+                "mp_over_raw": r["mp_over_raw"], "target_mp_over_raw_max": c.max_over_raw,
+                "python_over_mp": r["python_over_mp"], "target_python_over_mp_min": c.min_speedup_vs_python,
+                "checks": r["checks"], "verdict": r["verdict"],
+            } for c, r in zip(cases, rows)],
+            "context": {ref.label or ref.case: to_json(res.get(ref)) for c in cases for ref in c.context},
+            "records": res.raw_records,
+            "notes": res.notes,
+        }
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+        log(f"wrote {args.json}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
