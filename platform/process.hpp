@@ -19,6 +19,10 @@ inline constexpr int first_inherited_handle = 3;
 int spawn_process(const std::string& executable, const std::vector<std::string>& args,
                   const std::vector<native_handle>& inherit);
 
+// A handle that becomes ready exactly when process `pid` has ended (Linux pidfd), or an invalid
+// handle where the OS has none.
+UniqueHandle open_process_handle(int pid);
+
 // Reaps a child of ours. Exit code in CPython's convention (N, or -signal); nullopt while running
 // (when !block). A child already reaped elsewhere reads as 255.
 std::optional<int> reap(int pid, bool block);

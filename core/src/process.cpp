@@ -317,12 +317,12 @@ int bootstrap_with_parent(Process& self, const std::string& parent_name, int par
   return code;
 }
 
-void run_fork_child(Process& self, platform::UniqueHandle status, platform::UniqueHandle control) {
+void run_fork_child(Process& self, int parent_pid, platform::UniqueHandle status, platform::UniqueHandle control) {
   Globals& G = g();
   std::string parent_name = current_process_name();
   G.own_status = std::move(status);
   G.parent_sentinel = std::move(control);
-  int code = bootstrap_with_parent(self, parent_name, platform::parent_pid(), [&self] { self.run(); });
+  int code = bootstrap_with_parent(self, parent_name, parent_pid, [&self] { self.run(); });
   platform::exit_now(code);
 }
 
@@ -380,8 +380,9 @@ void run_prepared_child(platform::UniqueHandle control, platform::UniqueHandle s
     if (prep.handle_count != handles.size()) throw DecodeError("mp: the handles sent do not match the preparation data");
     G.own_status = std::move(status);
     G.parent_sentinel = std::move(control);
+    // The objects decoded from the arguments (Connections, ...) take ownership of these.
     std::vector<native_handle_t> raw;
-    for (auto& h : handles) raw.push_back(h.get());
+    for (auto& h : handles) raw.push_back(h.release());
     code = run_prepared(prep, std::move(raw));
   } catch (const std::exception& e) {
     platform::write_stderr(std::string("mp: child failed to bootstrap: ") + e.what() + "\n");

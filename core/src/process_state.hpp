@@ -76,7 +76,8 @@ struct ProcessAccess {
 std::string current_process_name();
 
 // The child side of the fork start method (called in the child right after fork()).
-[[noreturn]] void run_fork_child(Process& self, platform::UniqueHandle status, platform::UniqueHandle control);
+[[noreturn]] void run_fork_child(Process& self, int parent_pid, platform::UniqueHandle status,
+                                 platform::UniqueHandle control);
 // The child side of spawn and forkserver: reads PrepData from `control` and runs it.
 [[noreturn]] void run_prepared_child(platform::UniqueHandle control, platform::UniqueHandle status,
                                      std::vector<platform::UniqueHandle> handles);

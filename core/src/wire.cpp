@@ -81,28 +81,50 @@ std::vector<std::byte> recv_frame(native_handle_t h, std::optional<std::size_t> 
   return out;
 }
 
+namespace {
+class HandleChannel final : public MessageChannel {
+ public:
+  explicit HandleChannel(native_handle_t h) : h_(h) {}
+  void send(std::span<const std::byte> m) override { send_frame(h_, m); }
+  std::vector<std::byte> recv(std::size_t maxlength) override { return recv_frame(h_, maxlength); }
+
+ private:
+  native_handle_t h_;
+};
+}  // namespace
+
 void deliver_challenge(native_handle_t h, const AuthKey& key) {
+  HandleChannel c(h);
+  deliver_challenge(c, key);
+}
+
+void answer_challenge(native_handle_t h, const AuthKey& key) {
+  HandleChannel c(h);
+  answer_challenge(c, key);
+}
+
+void deliver_challenge(MessageChannel& h, const AuthKey& key) {
   std::vector<std::byte> message(kDigestPrefix.size() + kMessageLength);
   std::memcpy(message.data(), kDigestPrefix.data(), kDigestPrefix.size());
   random_bytes(std::span(message).subspan(kDigestPrefix.size()));
   std::vector<std::byte> out(kChallenge.size() + message.size());
   std::memcpy(out.data(), kChallenge.data(), kChallenge.size());
   std::memcpy(out.data() + kChallenge.size(), message.data(), message.size());
-  send_frame(h, out);
-  std::vector<std::byte> response = recv_frame(h, kMaxResponse);
+  h.send(out);
+  std::vector<std::byte> response = h.recv(kMaxResponse);
   auto expected = hmac(key, message);
   bool ok = starts_with(response, kDigestPrefix) &&
             response.size() == kDigestPrefix.size() + expected.size() &&
             sodium_memcmp(response.data() + kDigestPrefix.size(), expected.data(), expected.size()) == 0;
   if (!ok) {
-    send_frame(h, as_bytes(kFailure));
+    h.send(as_bytes(kFailure));
     throw AuthenticationError("digest received was wrong");
   }
-  send_frame(h, as_bytes(kWelcome));
+  h.send(as_bytes(kWelcome));
 }
 
-void answer_challenge(native_handle_t h, const AuthKey& key) {
-  std::vector<std::byte> message = recv_frame(h, kMaxResponse);
+void answer_challenge(MessageChannel& h, const AuthKey& key) {
+  std::vector<std::byte> message = h.recv(kMaxResponse);
   if (!starts_with(message, kChallenge)) throw AuthenticationError("protocol error, expected a challenge");
   std::span<const std::byte> body = std::span(message).subspan(kChallenge.size());
   if (body.size() < 20) throw AuthenticationError("challenge too short: " + std::to_string(body.size()) + " bytes");
@@ -114,8 +136,8 @@ void answer_challenge(native_handle_t h, const AuthKey& key) {
   std::vector<std::byte> response(kDigestPrefix.size() + digest.size());
   std::memcpy(response.data(), kDigestPrefix.data(), kDigestPrefix.size());
   std::memcpy(response.data() + kDigestPrefix.size(), digest.data(), digest.size());
-  send_frame(h, response);
-  std::vector<std::byte> verdict = recv_frame(h, kMaxResponse);
+  h.send(response);
+  std::vector<std::byte> verdict = h.recv(kMaxResponse);
   if (verdict.size() != kWelcome.size() || !starts_with(verdict, kWelcome)) {
     throw AuthenticationError("digest sent was rejected");
   }

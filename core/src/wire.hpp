@@ -17,8 +17,20 @@ void send_frame(native_handle_t h, std::span<const std::byte> payload);
 // ("bad message length"), and the rest of the stream is unusable (as CPython).
 std::vector<std::byte> recv_frame(native_handle_t h, std::optional<std::size_t> maxlength = {});
 
+// A message channel the challenge runs over (a raw handle, or a Connection with its buffering).
+class MessageChannel {
+ public:
+  virtual void send(std::span<const std::byte> message) = 0;
+  virtual std::vector<std::byte> recv(std::size_t maxlength) = 0;
+
+ protected:
+  ~MessageChannel() = default;
+};
+
 // CPython >= 3.12's mutual challenge (sha256 only here): the server delivers then answers,
 // the client answers then delivers. Failure → mp::AuthenticationError.
+void deliver_challenge(MessageChannel& channel, const AuthKey& key);
+void answer_challenge(MessageChannel& channel, const AuthKey& key);
 void deliver_challenge(native_handle_t h, const AuthKey& key);
 void answer_challenge(native_handle_t h, const AuthKey& key);
 

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 namespace mp::platform {
 
@@ -91,6 +92,49 @@ bool recv_handles(native_handle socket, std::span<std::byte> data, std::vector<U
     got += static_cast<std::size_t>(n);
   }
   return true;
+}
+
+std::size_t recv_some_with_handles(native_handle socket, std::span<std::byte> data, std::vector<UniqueHandle>& handles) {
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)];
+  for (;;) {
+    iovec iov{data.data(), data.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    int flags = 0;
+#ifdef MSG_CMSG_CLOEXEC
+    flags |= MSG_CMSG_CLOEXEC;
+#endif
+    ssize_t n = ::recvmsg(socket, &msg, flags);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ENOTSOCK) {
+        do n = ::read(socket, data.data(), data.size());
+        while (n < 0 && errno == EINTR);
+        if (n < 0) throw_last_error("read");
+        return static_cast<std::size_t>(n);
+      }
+      throw_last_error("recvmsg");
+    }
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < count; ++i) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        handles.emplace_back(fd);
+#ifndef MSG_CMSG_CLOEXEC
+        ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+#endif
+      }
+    }
+    if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+      throw std::system_error(std::make_error_code(std::errc::message_size), "recvmsg: too many handles in one read");
+    }
+    return static_cast<std::size_t>(n);
+  }
 }
 
 }  // namespace mp::platform

@@ -2,6 +2,8 @@
 #include "platform/error.hpp"
 
 #include <cerrno>
+#include <csignal>
+#include <pthread.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -64,6 +66,30 @@ bool read_exact(native_handle h, std::span<const std::byte> out) {
 }
 
 namespace {
+// A pipe whose reader is gone raises SIGPIPE, which would kill the process. The library does not
+// change the process's signal dispositions; instead the writing thread blocks SIGPIPE around the
+// write and consumes the one the write raised, so the caller sees EPIPE.
+ssize_t writev_no_sigpipe(int fd, iovec* iov, int n) {
+  sigset_t pipe_set, old;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  sigset_t pending;
+  sigemptyset(&pending);
+  sigpending(&pending);
+  const bool already_pending = sigismember(&pending, SIGPIPE) == 1;
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  ssize_t r = ::writev(fd, iov, n);
+  int saved = errno;
+  if (r < 0 && errno == EPIPE && !already_pending) {
+    timespec zero{0, 0};
+    while (sigtimedwait(&pipe_set, nullptr, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  errno = saved;
+  return r;
+}
+
 // send() with MSG_NOSIGNAL on sockets so a vanished peer is EPIPE, not SIGPIPE; write() on pipes.
 ssize_t write_vec(int fd, iovec* iov, int n) {
 #ifdef MSG_NOSIGNAL
@@ -73,7 +99,7 @@ ssize_t write_vec(int fd, iovec* iov, int n) {
   ssize_t r = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
   if (r >= 0 || errno != ENOTSOCK) return r;
 #endif
-  return ::writev(fd, iov, n);
+  return writev_no_sigpipe(fd, iov, n);
 }
 }  // namespace
 

@@ -14,6 +14,9 @@
 #include <pthread.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#if MP_HAVE_PIDFD
+#include <sys/syscall.h>
+#endif
 #include <unistd.h>
 #include <thread>
 #if MP_HAVE_SCHED_GETAFFINITY
@@ -87,6 +90,19 @@ int spawn_process(const std::string& executable, const std::vector<std::string>&
   int e = ::posix_spawn(&pid, executable.c_str(), &fa.a, nullptr, argv.data(), environ);
   if (e != 0) throw std::system_error(e, std::system_category(), "posix_spawn " + executable);
   return static_cast<int>(pid);
+}
+
+UniqueHandle open_process_handle(int pid) {
+#if MP_HAVE_PIDFD
+  long fd = ::syscall(SYS_pidfd_open, pid, 0);
+  if (fd >= 0) {
+    ::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);
+    return UniqueHandle(static_cast<int>(fd));
+  }
+#else
+  (void)pid;
+#endif
+  return UniqueHandle();
 }
 
 namespace {

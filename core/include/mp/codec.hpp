@@ -13,7 +13,9 @@
 #include <mp/exceptions.hpp>
 #include <mp/handle.hpp>
 
+#include <algorithm>
 #include <array>
+#include <memory>
 #include <bitset>
 #include <chrono>
 #include <complex>
@@ -71,8 +73,12 @@ class Encoder : public cereal::OutputArchive<Encoder, cereal::AllowEmptyClassEli
     bytes_.resize(old + n);
     std::memcpy(bytes_.data() + old, data, n);
   }
-  // Records a handle to travel with the message; returns its index in the side table.
+  // Records a handle to travel with the message; returns its index in the side table. The same
+  // handle twice (two copies of one Connection) travels once.
   std::uint32_t add_handle(native_handle_t h) {
+    for (std::size_t i = 0; i < handles_.size(); ++i) {
+      if (handles_[i] == h) return static_cast<std::uint32_t>(i);
+    }
     handles_.push_back(h);
     return static_cast<std::uint32_t>(handles_.size() - 1);
   }
@@ -101,11 +107,28 @@ class Decoder : public cereal::InputArchive<Decoder, cereal::AllowEmptyClassElis
     if (index >= handles_.size()) throw DecodeError("mp::codec: handle index out of range");
     return handles_[index];
   }
+  // The object rebuilt for a handle index: made once by `make`, shared by every later reference
+  // (copies of one Connection sent together stay one connection). `make` takes the handle.
+  template <class T, class Make>
+  std::shared_ptr<T> shared_object(std::uint32_t index, Make&& make) {
+    if (index >= handles_.size()) throw DecodeError("mp::codec: handle index out of range");
+    for (auto& [i, obj] : objects_) {
+      if (i == index) return std::static_pointer_cast<T>(obj);
+    }
+    std::shared_ptr<T> obj = make(handles_[index]);
+    objects_.emplace_back(index, obj);
+    claimed_ = std::max<std::size_t>(claimed_, index + 1);
+    return obj;
+  }
+  // How many of the handles objects have taken ownership of (indices [0, claimed)).
+  std::size_t claimed() const noexcept { return claimed_; }
 
  private:
   std::span<const std::byte> data_;
   std::size_t pos_ = 0;
   std::span<const native_handle_t> handles_;
+  std::vector<std::pair<std::uint32_t, std::shared_ptr<void>>> objects_;
+  std::size_t claimed_ = 0;
 };
 
 // ---- the archive's primitives (found by cereal through ADL on the archive type) ----------------
@@ -149,6 +172,22 @@ template <class T>
 void CEREAL_LOAD_FUNCTION_NAME(Decoder& ar, cereal::BinaryData<T>& bd) {
   ar.read(bd.data, static_cast<std::size_t>(bd.size));
 }
+// Byte vectors as one block (cereal's bulk path covers arithmetic types only; std::byte is an enum).
+template <class A>
+void CEREAL_SAVE_FUNCTION_NAME(Encoder& ar, const std::vector<std::byte, A>& v) {
+  std::uint64_t n = v.size();
+  ar.write(&n, sizeof n);
+  ar.write(v.data(), v.size());
+}
+template <class A>
+void CEREAL_LOAD_FUNCTION_NAME(Decoder& ar, std::vector<std::byte, A>& v) {
+  std::uint64_t n;
+  ar.read(&n, sizeof n);
+  if (n > ar.remaining()) throw DecodeError("mp::codec: container size exceeds the message");
+  v.resize(static_cast<std::size_t>(n));
+  ar.read(v.data(), v.size());
+}
+
 template <class T>
 void prologue(Encoder&, const T&) {}
 template <class T>

@@ -3,6 +3,7 @@
 
 #include <mp/authkey.hpp>
 #include <mp/codec.hpp>
+#include <mp/connection.hpp>
 #include <mp/context.hpp>
 #include <mp/exceptions.hpp>
 #include <mp/handle.hpp>

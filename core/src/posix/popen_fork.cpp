@@ -7,7 +7,10 @@
 #include "platform/process.hpp"
 #include "platform/wait.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <thread>
 #include <iostream>
 
 namespace mp::detail {
@@ -21,13 +24,10 @@ std::optional<int> ChildPopen::poll() {
 
 std::optional<int> ChildPopen::wait(Timeout timeout) {
   if (auto r = poll()) return r;
-  if (timeout) {
-    native_handle_t h = sentinel_.get();
-    if (h != invalid_native_handle && platform::wait_ready(std::span(&h, 1), timeout).empty()) return std::nullopt;
-    if (timeout->count() <= 0) return poll();
-  }
-  // As CPython: once the sentinel has fired (or with no timeout), a blocking waitpid. Only one
-  // thread reaps; the others wait for its answer.
+  if (timeout) return wait_until(std::chrono::steady_clock::now() +
+                                 std::chrono::duration_cast<std::chrono::steady_clock::duration>(*timeout));
+  // No timeout: a blocking waitpid, which waits for the real end even if the child exec'd. Only
+  // one thread reaps; the others wait for its answer.
   std::unique_lock lock(mutex_);
   reaped_.wait(lock, [this] { return !reaping_; });
   if (returncode_) return returncode_;
@@ -49,6 +49,39 @@ std::optional<int> ChildPopen::wait(Timeout timeout) {
   return returncode_;
 }
 
+// A timed wait must not outlast its timeout, even when the sentinel fires early (the child
+// exec'd, or closed its descriptors): wait on a pidfd, which is ready exactly when the child has
+// ended, where the OS has one; otherwise on the sentinel, then poll briefly until the deadline.
+std::optional<int> ChildPopen::wait_until(std::chrono::steady_clock::time_point deadline) {
+  using clock = std::chrono::steady_clock;
+  auto left = [&] { return std::max(Seconds(0), std::chrono::duration_cast<Seconds>(deadline - clock::now())); };
+  {
+    std::lock_guard lock(mutex_);
+    if (!process_handle_ && !returncode_) process_handle_ = platform::open_process_handle(pid_);
+  }
+  if (process_handle_) {
+    native_handle_t h = process_handle_.get();
+    if (platform::wait_ready(std::span(&h, 1), left()).empty()) return poll();
+    for (int spins = 0; spins < 1000; ++spins) {  // ready means reapable; this loop is a formality
+      if (auto r = poll()) return r;
+      std::this_thread::yield();
+    }
+    return poll();
+  }
+  native_handle_t h = sentinel_.get();
+  if (h != invalid_native_handle && platform::wait_ready(std::span(&h, 1), left()).empty()) return poll();
+  for (auto pause = std::chrono::microseconds(20);; pause = std::min(pause * 2, std::chrono::microseconds(5000))) {
+    if (auto r = poll()) return r;
+    if (clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::min<clock::duration>(pause, deadline - clock::now()));
+  }
+}
+
+void ChildPopen::close() noexcept {
+  Popen::close();
+  process_handle_.reset();
+}
+
 std::unique_ptr<Popen> launch_fork(Process& self) {
   platform::HandlePair status = platform::make_pipe();   // child → parent: EOF at the child's exit
   platform::HandlePair control = platform::make_pipe();  // parent → child: EOF at the parent's exit
@@ -56,11 +89,12 @@ std::unique_ptr<Popen> launch_fork(Process& self) {
   std::cout.flush();
   std::cerr.flush();
   std::fflush(nullptr);
+  const int parent = platform::current_pid();
   int pid = platform::fork_process();
   if (pid == 0) {
     status.first.reset();
     control.second.reset();
-    run_fork_child(self, std::move(status.second), std::move(control.first));
+    run_fork_child(self, parent, std::move(status.second), std::move(control.first));
   }
   return std::make_unique<ChildPopen>(pid, std::move(status.first), std::move(control.second));
 }

@@ -1,6 +1,7 @@
 #pragma once
 #include "popen.hpp"
 
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 
@@ -13,8 +14,11 @@ class ChildPopen final : public Popen {
       : Popen(pid, std::move(sentinel), std::move(parent_alive)) {}
   std::optional<int> poll() override;
   std::optional<int> wait(Timeout timeout) override;
+  void close() noexcept override;
 
  private:
+  std::optional<int> wait_until(std::chrono::steady_clock::time_point deadline);
+  platform::UniqueHandle process_handle_;  // pidfd, opened for the first timed wait
   std::mutex mutex_;
   std::condition_variable reaped_;
   bool reaping_ = false;

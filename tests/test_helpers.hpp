@@ -1,0 +1,263 @@
+// Helpers shared by the Process and context tests: temp dirs, files written atomically (the way
+// children report back, since Connection/Queue do not exist yet), fd and child-process counting
+// through /proc, stderr capture, and finding the forkserver process.
+#pragma once
+
+#include <mp/mp.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <sys/stat.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace mp_test {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// Generous bound for anything that should happen "soon": a failure never hangs the suite.
+inline constexpr auto kLong = std::chrono::seconds(30);
+
+inline double elapsed_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "mp_test_XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+inline bool write_all_fd(int fd, const std::string& text) {
+  const char* p = text.data();
+  std::size_t left = text.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+// Writes `text` to `path` atomically (a temporary file renamed into place), so a reader polling
+// for the file never sees it half-written.
+inline bool write_file(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  bool ok = write_all_fd(fd, text);
+  ::close(fd);
+  return ok && ::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+// One write(2) with O_APPEND: lines of several processes never interleave.
+inline bool append_line(const std::string& path, const std::string& line) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  bool ok = write_all_fd(fd, line + "\n");
+  ::close(fd);
+  return ok;
+}
+
+inline std::optional<std::string> read_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+inline bool file_exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
+inline bool wait_for_file(const std::string& path, std::chrono::duration<double> timeout = kLong) {
+  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(timeout);
+  while (!file_exists(path)) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(2ms);
+  }
+  return true;
+}
+
+inline std::string bytes_to_string(std::span<const std::byte> b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+// ---- /proc ---------------------------------------------------------------------------------------
+
+// Open descriptors of this process (the directory stream's own descriptor excluded).
+inline int count_open_fds() {
+  DIR* d = ::opendir("/proc/self/fd");
+  if (d == nullptr) return -1;
+  int self = ::dirfd(d);
+  int n = 0;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    if (std::atoi(e->d_name) == self) continue;
+    ++n;
+  }
+  ::closedir(d);
+  return n;
+}
+
+struct ProcStat {
+  char state = '?';
+  int ppid = 0;
+};
+
+// State and parent of `pid` from /proc/<pid>/stat; nullopt once the process is gone.
+inline std::optional<ProcStat> proc_stat(int pid) {
+  auto text = read_file("/proc/" + std::to_string(pid) + "/stat");
+  if (!text) return std::nullopt;
+  auto close = text->rfind(')');  // the command name may hold spaces and parentheses
+  if (close == std::string::npos || close + 4 >= text->size()) return std::nullopt;
+  ProcStat s;
+  s.state = (*text)[close + 2];
+  s.ppid = std::atoi(text->c_str() + close + 4);
+  return s;
+}
+
+// The pids whose parent is this process (zombies included).
+inline std::vector<int> child_pids() {
+  std::vector<int> out;
+  DIR* d = ::opendir("/proc");
+  if (d == nullptr) return out;
+  const int me = ::getpid();
+  while (dirent* e = ::readdir(d)) {
+    char* end = nullptr;
+    long pid = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0') continue;
+    auto st = proc_stat(static_cast<int>(pid));
+    if (st && st->ppid == me) out.push_back(static_cast<int>(pid));
+  }
+  ::closedir(d);
+  return out;
+}
+
+inline int count_children() { return static_cast<int>(child_pids().size()); }
+
+// True once `pid` has ended: gone entirely (ESRCH) or a zombie waiting to be reaped.
+inline bool process_ended(int pid) {
+  if (::kill(pid, 0) < 0 && errno == ESRCH) return true;
+  auto st = proc_stat(pid);
+  return !st || st->state == 'Z' || st->state == 'X';
+}
+
+inline bool wait_process_ended(int pid, std::chrono::duration<double> timeout = kLong) {
+  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(timeout);
+  while (!process_ended(pid)) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(2ms);
+  }
+  return true;
+}
+
+// The forkserver this process started (a child run with --mp-forkserver), or -1.
+inline int find_forkserver_pid() {
+  for (int pid : child_pids()) {
+    auto cmd = read_file("/proc/" + std::to_string(pid) + "/cmdline");
+    auto st = proc_stat(pid);
+    if (cmd && st && st->state != 'Z' && cmd->find("--mp-forkserver") != std::string::npos) return pid;
+  }
+  return -1;
+}
+
+// Kills the running forkserver (if any) and waits until it has died, so the next forkserver start
+// starts a fresh one, which inherits this process's stdio as it is then.
+inline void restart_forkserver() {
+  int pid = find_forkserver_pid();
+  if (pid > 0) {
+    ::kill(pid, SIGKILL);
+    wait_process_ended(pid);
+  }
+}
+
+// Redirects this process's fd 2 to a file while alive, so children started meanwhile write their
+// stderr there. A forkserver child inherits the *server's* stderr (as in CPython), so under that
+// method the server is restarted inside the capture, and again after it.
+class StderrCapture {
+ public:
+  StderrCapture(std::string method, std::string path) : method_(std::move(method)), path_(std::move(path)) {
+    if (method_ == "forkserver") restart_forkserver();
+    std::fflush(stderr);
+    saved_ = ::fcntl(2, F_DUPFD_CLOEXEC, 3);
+    int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (saved_ < 0 || fd < 0) throw std::runtime_error("StderrCapture: cannot redirect fd 2");
+    ::dup2(fd, 2);
+    ::close(fd);
+  }
+  ~StderrCapture() { finish(); }
+  StderrCapture(const StderrCapture&) = delete;
+  StderrCapture& operator=(const StderrCapture&) = delete;
+
+  // Restores fd 2 and returns what was written meanwhile.
+  std::string finish() {
+    if (saved_ >= 0) {
+      std::fflush(stderr);
+      ::dup2(saved_, 2);
+      ::close(saved_);
+      saved_ = -1;
+      if (method_ == "forkserver") restart_forkserver();
+    }
+    return read_file(path_).value_or("");
+  }
+
+ private:
+  std::string method_;
+  std::string path_;
+  int saved_ = -1;
+};
+
+inline std::set<int> pids_of(const std::vector<mp::Process>& ps) {
+  std::set<int> out;
+  for (const auto& p : ps) {
+    if (auto pid = p.pid()) out.insert(*pid);
+  }
+  return out;
+}
+
+inline double test_scale() {
+  const char* s = std::getenv("MP_TEST_SCALE");
+  if (s == nullptr || *s == '\0') return 1.0;
+  double v = std::atof(s);
+  return v > 0 ? v : 1.0;
+}
+
+}  // namespace mp_test
