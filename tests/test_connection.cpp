@@ -61,6 +61,16 @@ void send_after(mp::Connection conn, double seconds, std::string text) {
 
 void child_sends_one(mp::Connection conn, int value) { conn.send(value); }
 
+// Reports the descriptors open in the child (other than 0, 1, 2) through the connection itself.
+void report_open_fds(mp::Connection conn) {
+  std::vector<int> fds;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    int fd = std::stoi(e.path().filename().string());
+    if (fd > 2) fds.push_back(fd);
+  }
+  conn.send(std::make_pair(conn.fileno(), fds));
+}
+
 class ConnectionTest : public testing::TestWithParam<std::string> {
  protected:
   mp::Context& ctx() { return mp::get_context(GetParam()); }
@@ -289,12 +299,31 @@ TEST_P(ConnectionTest, BothEndsOfASimplexPipeTravel) {
   ASSERT_TRUE(p.join(30s));
 }
 
-TEST_P(ConnectionTest, FdTransfer) {
+TEST_P(ConnectionTest, OnlyTheConnectionsHandleIsInherited) {
   auto [conn, child_conn] = mp::Pipe();
-  char path[] = "/tmp/mp-fd-XXXXXX";
-  int fd = mkstemp(path);
-  ASSERT_GE(fd, 0);
-  auto p = ctx().Process(write_through_fd, child_conn, std::string("foo"));
+  auto [unrelated_a, unrelated_b] = mp::Pipe();  // open in the parent, must not reach the child
+  int leaky = ::open("/dev/null", O_RDONLY);     // not even close-on-exec
+  ASSERT_GE(leaky, 0);
+  auto p = ctx().Process(report_open_fds, child_conn);
+  p.start();
+  child_conn.close();
+  auto [child_fd, fds] = conn.recv<std::pair<int, std::vector<int>>>();
+  ASSERT_TRUE(p.join(30s));
+  ::close(leaky);
+  EXPECT_NE(std::find(fds.begin(), fds.end(), child_fd), fds.end());
+  if (GetParam() == "fork") return;  // a fork child is a copy: everything is there by design
+  // spawn: the control channel (3), our sentinel pipe end (4), the connection; forkserver: the
+  // control channel and the connection (the server holds the sentinel). The directory listing
+  // itself may hold one more while it runs.
+  std::size_t expected = GetParam() == "spawn" ? 3 : 2;
+  EXPECT_GE(fds.size(), expected);
+  EXPECT_LE(fds.size(), expected + 1) << "descriptors leaked into the child";
+}
+
+// Sends `fd` to a child that writes `text` through it; checks the file got it.
+void transfer_and_check(mp::Context& ctx, int fd, const std::string& path, const std::string& text) {
+  auto [conn, child_conn] = mp::Pipe();
+  auto p = ctx.Process(write_through_fd, child_conn, text);
   p.start();
   mp::reduction::send_handle(conn, fd, *p.pid());
   ::close(fd);
@@ -303,30 +332,26 @@ TEST_P(ConnectionTest, FdTransfer) {
   std::ifstream in(path);
   std::string content;
   std::getline(in, content);
-  EXPECT_EQ(content, "foo");
+  EXPECT_EQ(content, text);
   std::filesystem::remove(path);
+}
+
+TEST_P(ConnectionTest, FdTransfer) {
+  char path[] = "/tmp/mp-fd-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  transfer_and_check(ctx(), fd, path, "foo");
 }
 
 TEST_P(ConnectionTest, LargeFdTransfer) {
   // A descriptor number past 256 (CPython's test_large_fd_transfer).
-  auto [conn, child_conn] = mp::Pipe();
   char path[] = "/tmp/mp-fd-XXXXXX";
   int fd = mkstemp(path);
   ASSERT_GE(fd, 0);
   int high = ::fcntl(fd, F_DUPFD_CLOEXEC, 300);
   ASSERT_GE(high, 300);
   ::close(fd);
-  auto p = ctx().Process(write_through_fd, child_conn, std::string("bar"));
-  p.start();
-  mp::reduction::send_handle(conn, high, *p.pid());
-  ::close(high);
-  ASSERT_TRUE(p.join(30s));
-  EXPECT_EQ(p.exitcode(), 0);
-  std::ifstream in(path);
-  std::string content;
-  std::getline(in, content);
-  EXPECT_EQ(content, "bar");
-  std::filesystem::remove(path);
+  transfer_and_check(ctx(), high, path, "bar");
 }
 
 TEST(Reduction, MissingFdTransferIsAnError) {

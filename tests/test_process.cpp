@@ -153,7 +153,10 @@ void daemon_tries_to_start(std::string method) {
 // test_recursion: a child that starts children (one at a time, so the log order is fixed).
 void recurse(std::string method, std::string log, std::vector<int> id) {
   std::string text = "[";
-  for (std::size_t i = 0; i < id.size(); ++i) text += (i ? "," : "") + std::to_string(id[i]);
+  for (std::size_t i = 0; i < id.size(); ++i) {
+    if (i) text += ',';  // (not `"," + to_string`: gcc 12 -O3 warns falsely, -Wrestrict)
+    text += std::to_string(id[i]);
+  }
   append_line(log, text + "] " + mp::current_process().name());
   if (id.size() < 2) {
     for (int i = 0; i < 2; ++i) {

@@ -132,6 +132,28 @@ struct ConnectionState {
     }
   }
 
+  // A whole message body. A length field is the peer's word: at most kTrustedUpfront bytes are
+  // allocated before the bytes arrive; past that the buffer grows as they do, so a lying header
+  // cannot make us allocate more than twice what was really sent.
+  static constexpr std::uint64_t kTrustedUpfront = 64ull << 20;
+  std::vector<std::byte> read_body(std::uint64_t size) {
+    std::vector<std::byte> out;
+    if (size <= kTrustedUpfront) {
+      out.resize(static_cast<std::size_t>(size));
+      read_payload(out.data(), size);
+      return out;
+    }
+    out.resize(static_cast<std::size_t>(kTrustedUpfront));
+    std::uint64_t have = 0;
+    while (have < size) {
+      if (have == out.size()) out.resize(static_cast<std::size_t>(std::min<std::uint64_t>(size, 2 * out.size())));
+      std::uint64_t chunk = out.size() - have;
+      read_payload(out.data() + have, chunk);
+      have += chunk;
+    }
+    return out;
+  }
+
   void bad_message_length() {
     // As CPython: a writable connection stops being readable, a read-only one is closed.
     if (writable) readable = false;
@@ -213,8 +235,7 @@ Connection::Message Connection::recv_message() {
   std::uint64_t start = s.consumed();
   std::uint64_t size = s.read_header();
   Message m;
-  m.bytes.resize(static_cast<std::size_t>(size));
-  s.read_payload(m.bytes.data(), size);
+  m.bytes = s.read_body(size);
   if (!s.pending.empty()) m.handles = s.take_handles(start, s.consumed());
   return m;
 }
@@ -241,9 +262,7 @@ std::vector<std::byte> Connection::recv_bytes(std::optional<std::size_t> maxleng
   std::lock_guard lock(s.read_mutex);
   std::uint64_t size = s.read_header();
   if (maxlength && size > *maxlength) s.bad_message_length();
-  std::vector<std::byte> out(static_cast<std::size_t>(size));
-  s.read_payload(out.data(), size);
-  return out;
+  return s.read_body(size);
 }
 
 std::size_t Connection::recv_bytes_into(std::span<std::byte> buffer, std::size_t offset) {
@@ -252,11 +271,7 @@ std::size_t Connection::recv_bytes_into(std::span<std::byte> buffer, std::size_t
   if (offset > buffer.size()) throw ValueError("offset too large");
   std::lock_guard lock(s.read_mutex);
   std::uint64_t size = s.read_header();
-  if (size > buffer.size() - offset) {
-    std::vector<std::byte> whole(static_cast<std::size_t>(size));
-    s.read_payload(whole.data(), size);
-    throw BufferTooShort(std::move(whole));
-  }
+  if (size > buffer.size() - offset) throw BufferTooShort(s.read_body(size));
   s.read_payload(buffer.data() + offset, size);
   return static_cast<std::size_t>(size);
 }

@@ -10,6 +10,28 @@
 
 namespace mp::platform {
 
+namespace {
+// The descriptors a recvmsg delivered, owned from here on (close-on-exec).
+void take_handles(msghdr& msg, std::vector<UniqueHandle>& handles) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      handles.emplace_back(fd);
+#ifndef MSG_CMSG_CLOEXEC
+      ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+#endif
+    }
+  }
+  if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+    throw std::system_error(std::make_error_code(std::errc::message_size),
+                            "recvmsg(SCM_RIGHTS): more handles than expected were sent");
+  }
+}
+}  // namespace
+
 void send_handles(native_handle socket, std::span<const std::byte> data, std::span<const native_handle> handles) {
   std::vector<char> control(CMSG_SPACE(sizeof(int) * handles.size()));
   iovec iov{const_cast<std::byte*>(data.data()), data.size()};
@@ -67,22 +89,7 @@ bool recv_handles(native_handle socket, std::span<std::byte> data, std::vector<U
       throw_last_error("recvmsg(SCM_RIGHTS)");
     }
     if (first) {
-      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-        std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (std::size_t i = 0; i < count; ++i) {
-          int fd;
-          std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-          handles.emplace_back(fd);
-#ifndef MSG_CMSG_CLOEXEC
-          ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-#endif
-        }
-      }
-      if ((msg.msg_flags & MSG_CTRUNC) != 0) {
-        throw std::system_error(std::make_error_code(std::errc::message_size),
-                                "recvmsg(SCM_RIGHTS): more handles than expected were sent");
-      }
+      take_handles(msg, handles);
       first = false;
     }
     if (n == 0) {
@@ -118,21 +125,7 @@ std::size_t recv_some_with_handles(native_handle socket, std::span<std::byte> da
       }
       throw_last_error("recvmsg");
     }
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (std::size_t i = 0; i < count; ++i) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        handles.emplace_back(fd);
-#ifndef MSG_CMSG_CLOEXEC
-        ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-#endif
-      }
-    }
-    if ((msg.msg_flags & MSG_CTRUNC) != 0) {
-      throw std::system_error(std::make_error_code(std::errc::message_size), "recvmsg: too many handles in one read");
-    }
+    take_handles(msg, handles);
     return static_cast<std::size_t>(n);
   }
 }
