@@ -205,7 +205,7 @@ TEST(Pipe, ClosedConnections) {
   EXPECT_THROW(b.recv<int>(), mp::EOFError);
   mp::Connection none;
   EXPECT_TRUE(none.closed());
-  EXPECT_THROW(mp::Connection(mp::invalid_native_handle), mp::ValueError);
+  EXPECT_THROW(mp::Connection{mp::invalid_native_handle}, mp::ValueError);
 }
 
 TEST(Pipe, CopiesShareTheConnectionAndTheLastOneCloses) {

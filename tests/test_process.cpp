@@ -953,7 +953,7 @@ TEST_P(ProcessTest, UnregisteredSubclass) {
 // A target that cannot travel: under spawn/forkserver start() refuses it naming the start method,
 // before any process is created; under fork the same target just works.
 TEST_P(ProcessTest, TargetThatCannotTravel) {
-  const int captured = 9;
+  int captured = 9;  // not const: a const int would need no capture at all
   const auto before = mp::active_children().size();
   const int children_before = count_children();
   auto p = ctx().Process([captured] { mp::sys_exit(captured); });
