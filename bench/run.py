@@ -9,6 +9,8 @@ then prints, per case, the three figures, the ratios and the case's targets with
 
     python3 bench/run.py                          # build dir: <repo>/build (or ./build)
     python3 bench/run.py --build-dir build-bench --quick --only fork,spawn --json out.json
+    python3 bench/run.py --only connection        # a group: process, connection, pingpong, throughput
+    python3 bench/run.py --only 'pp_*_same_cpu'   # a shell-style pattern over the case names
 
 The baselines print one JSON object per line ({"case", "metric", "value", "unit"}). If the
 baseline folder is missing (MP_BASELINE_DIR, --baseline-dir, default <repo>/../shared/baseline),
@@ -19,6 +21,7 @@ To add a case, add a CaseDef to CASES (and, for a new program, a target in bench
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -36,8 +39,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class Ref:
-    """One figure: from mp's bench ("mp": case = benchmark name, metric unused), from
-    py_baseline.py ("py") or from limits.c ("limits"): case and metric of its JSON lines."""
+    """One figure: from mp's bench ("mp": case = benchmark name; metric empty for the wall-clock
+    time per iteration, or "bytes_per_second", shown as GB/s), from py_baseline.py ("py") or from
+    limits.c ("limits"): case and metric of its JSON lines."""
     source: str
     case: str
     metric: str = ""
@@ -56,13 +60,19 @@ class CaseDef:
     python: Ref | None = None          # CPython's figure
     py_case: str = ""                  # the py_baseline.py --only name that yields it
     raw: tuple[Ref, ...] = ()          # the raw limit: the first one measured is used
-    max_over_raw: float | None = None  # target: mp is at most this many times the raw limit
+    max_over_raw: float | None = None  # target (times): mp / raw at most this
+    min_of_raw: float | None = None    # target (rates): mp / raw at least this
     min_speedup_vs_python: float | None = None  # target: mp at least this many times faster
     higher_is_better: bool = False     # rates (msg/s, GB/s) rather than times
     context: tuple[Ref, ...] = ()      # more figures shown for comparison, no target
+    alt: Ref | None = None             # a second raw figure, its ratio in its own column, no target
+                                       # (bench_connection's own raw measurement, same footprint)
+    groups: tuple[str, ...] = ()       # names --only also takes, selecting several cases
 
     def refs(self) -> list[Ref]:
         out = [self.mp, *self.raw, *self.context]
+        if self.alt:
+            out.append(self.alt)
         if self.python:
             out.append(self.python)
         return out
@@ -74,16 +84,16 @@ CXX_FORK = Ref("mp", "raw_fork_exit_waitpid", label="fork+_exit+waitpid (bench_p
 CXX_SPAWN_SELF = Ref("mp", "raw_posix_spawn_self_waitpid",
                      label="posix_spawn(bench_process --exit-now)+waitpid")
 
-CASES: list[CaseDef] = [
+PROCESS_CASES: list[CaseDef] = [
     CaseDef(
-        key="fork", title="Process start+join, fork",
+        key="fork", title="Process start+join, fork", groups=("process",),
         mp=Ref("mp", "process_start_join/fork"),
         python=Ref("py", "process_start_join", "fork"), py_case="process_start",
         raw=(LIMIT_FORK, CXX_FORK), max_over_raw=1.5, min_speedup_vs_python=10,
         context=(CXX_FORK, Ref("py", "process_start_join", "os_fork_exit_waitpid",
                                "os.fork()+os._exit+waitpid from CPython"))),
     CaseDef(
-        key="spawn", title="Process start+join, spawn",
+        key="spawn", title="Process start+join, spawn", groups=("process",),
         mp=Ref("mp", "process_start_join/spawn"),
         python=Ref("py", "process_start_join", "spawn"), py_case="process_start",
         raw=(CXX_SPAWN_SELF,), max_over_raw=2.0, min_speedup_vs_python=10,
@@ -91,11 +101,81 @@ CASES: list[CaseDef] = [
                  Ref("limits", "process_create", "fork_exec_self_wait", "fork+exec(limits --exit-now)+waitpid (limits.c)"),
                  Ref("py", "process_start_join", "python_c_pass_subprocess", "python3 -c pass via subprocess.run"))),
     CaseDef(
-        key="forkserver", title="Process start+join, forkserver",
+        key="forkserver", title="Process start+join, forkserver", groups=("process",),
         mp=Ref("mp", "process_start_join/forkserver"),
         python=Ref("py", "process_start_join", "forkserver"), py_case="process_start",
         raw=(LIMIT_FORK, CXX_FORK), max_over_raw=3.0, min_speedup_vs_python=10),
 ]
+
+# Connections (bench_connection). Every case runs in three placements: the mp benchmark name ends
+# in /unpinned, /same_cpu, /cross_cpu; the baselines' metrics in "", "_same_cpu", "_cross_cpu".
+# On a 2-vCPU VM the _same_cpu round trips are the stable measure of software cost.
+PLACEMENTS = (("unpinned", "", "unpinned"), ("same_cpu", "_same_cpu", "same CPU"),
+              ("cross_cpu", "_cross_cpu", "cross CPU"))
+PINGPONG_MAX_OVER_RAW = 1.2     # issue 3: a round trip at most 1.2x the raw ping-pong
+THROUGHPUT_MIN_OF_RAW = 0.8     # issue 3: 64 MiB messages at least 0.8x the raw stream
+
+
+def _connection_cases() -> list[CaseDef]:
+    out = []
+    # key, mp benchmark, title, py_baseline case, raw: socketpair or pipe
+    pingpongs = (
+        ("pp_bytes64", "bytes64", "Pipe() ping-pong, send_bytes/recv_bytes_into 64 B",
+         "pipe_pingpong_bytes64", "socketpair"),
+        ("pp_bytes64_alloc", "bytes64_alloc", "Pipe() ping-pong, send_bytes/recv_bytes 64 B",
+         "pipe_pingpong_bytes64", "socketpair"),
+        ("pp_object", "object", "Pipe() ping-pong, send/recv {int, double, string}",
+         "pipe_pingpong_pickle", "socketpair"),
+        # Two pipes: the raw limit is the pipe ping-pong (two pipe()s), as CPython's table has it.
+        ("pp_simplex64", "simplex64", "Pipe(false) x2 ping-pong, 64 B",
+         "simplex_pingpong_bytes64", "pipe"),
+    )
+    for key, what, title, py_case, kind in pingpongs:
+        for pl, suffix, pl_title in PLACEMENTS:
+            limit = Ref("limits", f"{kind}_pingpong", "rtt" + suffix, f"{kind} ping-pong 64 B, {pl_title} (limits.c)")
+            own = Ref("mp", f"raw_pingpong/{kind}64/{pl}", label=f"{kind} ping-pong 64 B, {pl_title} (bench_connection)")
+            out.append(CaseDef(
+                key=f"{key}_{pl}", title=f"{title}, {pl_title}", binary="bench_connection",
+                groups=("connection", "pingpong"),
+                mp=Ref("mp", f"conn_pingpong/{what}/{pl}"),
+                python=Ref("py", py_case, "rtt" + suffix), py_case=py_case,
+                raw=(limit, own), max_over_raw=PINGPONG_MAX_OVER_RAW, alt=own))
+    # key, mp benchmark, title, raw kind, target
+    streams = (
+        ("tp_socketpair_1MiB", "socketpair_1MiB", "Pipe() stream, 1 MiB msgs, recv_bytes_into", "socketpair", None),
+        ("tp_socketpair_64MiB", "socketpair_64MiB", "Pipe() stream, 64 MiB msgs, recv_bytes_into", "socketpair",
+         THROUGHPUT_MIN_OF_RAW),
+        ("tp_socketpair_64MiB_alloc", "socketpair_64MiB_alloc", "Pipe() stream, 64 MiB msgs, recv_bytes", "socketpair",
+         THROUGHPUT_MIN_OF_RAW),
+        ("tp_pipe_1MiB", "pipe_1MiB", "Pipe(false) stream, 1 MiB msgs, recv_bytes_into", "pipe", None),
+        ("tp_pipe_64MiB", "pipe_64MiB", "Pipe(false) stream, 64 MiB msgs, recv_bytes_into", "pipe",
+         THROUGHPUT_MIN_OF_RAW),
+        ("tp_pipe_64MiB_alloc", "pipe_64MiB_alloc", "Pipe(false) stream, 64 MiB msgs, recv_bytes", "pipe",
+         THROUGHPUT_MIN_OF_RAW),
+    )
+    for key, what, title, kind, target in streams:
+        size = what.split("_")[1]
+        for pl, suffix, pl_title in PLACEMENTS:
+            limit = Ref("limits", f"{kind}_throughput", "1MiB_writes" + suffix,
+                        f"{kind} stream, 1 MiB write()s, {pl_title} (limits.c)")
+            own = Ref("mp", f"raw_throughput/{kind}_1MiB/{pl}", "bytes_per_second",
+                      f"{kind} stream, 1 MiB write()s, {pl_title} (bench_connection)")
+            same_size = Ref("mp", f"raw_throughput/{kind}_{size}/{pl}", "bytes_per_second",
+                            f"{kind} stream, {size} write()s/read()s, {pl_title} (bench_connection)")
+            py_metric = f"{kind}_{size}_msgs{suffix}"
+            out.append(CaseDef(
+                key=f"{key}_{pl}", title=f"{title}, {pl_title}", binary="bench_connection",
+                groups=("connection", "throughput"),
+                mp=Ref("mp", f"conn_throughput/{what}/{pl}", "bytes_per_second"),
+                python=Ref("py", "conn_throughput", py_metric), py_case="conn_throughput",
+                raw=(limit, own), min_of_raw=target, higher_is_better=True, alt=same_size))
+    return out
+
+
+CASES: list[CaseDef] = PROCESS_CASES + _connection_cases()
+
+# Extra arguments a bench program takes in a --quick run.
+QUICK_ARGS = {"bench_connection": ["--total_mib=128"]}   # as py_baseline.py --quick: 128 MiB streams
 
 
 # ---- measurement ------------------------------------------------------------------------------
@@ -181,6 +261,7 @@ def run_mp(cases: list[CaseDef], build_dir: Path, args, res: Results) -> None:
                f"--benchmark_repetitions={args.repetitions}"]
         if args.quick:
             cmd.append("--benchmark_min_time=0.1")
+            cmd.extend(QUICK_ARGS.get(binary, []))
         p = run(cmd, timeout=args.timeout)
         if p is None:
             res.notes.append(f"{binary} did not finish")
@@ -197,24 +278,28 @@ def run_mp(cases: list[CaseDef], build_dir: Path, args, res: Results) -> None:
         entries = doc.get("benchmarks", [])
         res.raw_records["mp"].extend(entries)
         res.ran.add("mp")
-        for name in names:
+        for ref in refs:
+            name = ref.case
             mine = [e for e in entries if bench_name(e) == name]
             errors = [e for e in mine if e.get("error_occurred")]
             medians = [e for e in mine if e.get("run_type") == "aggregate" and e.get("aggregate_name") == "median"]
             runs = [e for e in mine if e.get("run_type", "iteration") == "iteration" and not e.get("error_occurred")]
+            unit = "GB/s" if ref.metric == "bytes_per_second" else "us"
             if errors:
                 msg = errors[0].get("error_message", "error")
-                res.figures[("mp", name, "")] = Figure(None, "us", f"error: {msg}")
-            elif medians:
-                e = medians[0]
-                res.figures[("mp", name, "")] = Figure(e["real_time"], e.get("time_unit", "ns"),
-                                                       f"median of {len(runs)}")
-            elif runs:
-                e = runs[0]
-                res.figures[("mp", name, "")] = Figure(e["real_time"], e.get("time_unit", "ns"),
-                                                       f"{e.get('iterations', '?')} iterations")
+                res.figures[ref.key()] = Figure(None, unit, f"error: {msg}")
+            elif medians or runs:
+                e = medians[0] if medians else runs[0]
+                note = f"median of {len(runs)}" if medians else f"{e.get('iterations', '?')} iterations"
+                if ref.metric == "bytes_per_second":
+                    v = e.get("bytes_per_second")
+                    res.figures[ref.key()] = Figure(None if v is None else v / 1e9, "GB/s", note)
+                elif ref.metric:
+                    res.figures[ref.key()] = Figure(e.get(ref.metric), "", note)
+                else:
+                    res.figures[ref.key()] = Figure(e["real_time"], e.get("time_unit", "ns"), note)
             else:
-                res.figures[("mp", name, "")] = Figure(None, "us", "not run")
+                res.figures[ref.key()] = Figure(None, unit, "not run")
 
 
 def record_lines(source: str, records: list[dict], res: Results) -> None:
@@ -309,17 +394,27 @@ def slowdown(a: float | None, b: float | None, higher_is_better: bool) -> float 
     return b / a if higher_is_better else a / b
 
 
+def quotient(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or a <= 0 or b <= 0:
+        return None
+    return a / b
+
+
 def evaluate(c: CaseDef, res: Results) -> dict:
     mp_fig = res.get(c.mp)
     py_fig = res.get(c.python)
     raw_ref = next((r for r in c.raw if value_of(res.get(r)) is not None), c.raw[0] if c.raw else None)
     raw_fig = res.get(raw_ref)
+    alt_fig = res.get(c.alt)
     mp_v, py_v, raw_v = value_of(mp_fig), value_of(py_fig), value_of(raw_fig)
-    over_raw = slowdown(mp_v, raw_v, c.higher_is_better)
+    over_raw = quotient(mp_v, raw_v)                      # mp / raw, in the figures' own unit
+    over_alt = quotient(mp_v, value_of(alt_fig))
     speedup = slowdown(py_v, mp_v, c.higher_is_better)   # how many times faster mp is than CPython
     checks = {}
     if c.max_over_raw is not None:
         checks["raw"] = None if over_raw is None else over_raw <= c.max_over_raw
+    if c.min_of_raw is not None:
+        checks["raw"] = None if over_raw is None else over_raw >= c.min_of_raw
     if c.min_speedup_vs_python is not None:
         checks["python"] = None if speedup is None else speedup >= c.min_speedup_vs_python
     known = [v for v in checks.values() if v is not None]
@@ -328,8 +423,9 @@ def evaluate(c: CaseDef, res: Results) -> dict:
                                                              "PASS*" if known else "n/a")
     return {
         "case": c.key, "title": c.title,
-        "mp": mp_fig, "python": py_fig, "raw": raw_fig, "raw_ref": raw_ref,
-        "mp_over_raw": over_raw, "python_over_mp": speedup, "checks": checks, "verdict": verdict,
+        "mp": mp_fig, "python": py_fig, "raw": raw_fig, "raw_ref": raw_ref, "alt": alt_fig,
+        "mp_over_raw": over_raw, "mp_over_alt": over_alt, "python_over_mp": speedup, "checks": checks,
+        "verdict": verdict,
     }
 
 
@@ -342,17 +438,24 @@ def ratio(x: float | None) -> str:
 
 
 def print_table(cases: list[CaseDef], rows: list[dict], res: Results, have_baseline: bool) -> None:
-    header = ["case", "mp", "CPython", "raw limit", "mp/raw", "target", "", "CPython/mp", "target", "", "verdict"]
+    with_alt = any(c.alt for c in cases)
+    header = ["case", "mp", "CPython", "raw limit", "mp/raw", "target", ""]
+    if with_alt:
+        header += ["raw (bench)", "mp/bench"]
+    header += ["mp speedup", "target", "", "verdict"]
     body = []
     for c, r in zip(cases, rows):
-        body.append([
-            c.key, fmt_fig(r["mp"]), fmt_fig(r["python"]), fmt_fig(r["raw"]),
-            ratio(r["mp_over_raw"]), f"<= {c.max_over_raw:g}x" if c.max_over_raw else "",
-            mark(r["checks"].get("raw")) if "raw" in r["checks"] else "",
-            ratio(r["python_over_mp"]), f">= {c.min_speedup_vs_python:g}x" if c.min_speedup_vs_python else "",
-            mark(r["checks"].get("python")) if "python" in r["checks"] else "",
-            r["verdict"],
-        ])
+        raw_target = (f"<= {c.max_over_raw:g}x" if c.max_over_raw else
+                      f">= {c.min_of_raw:g}x" if c.min_of_raw else "")
+        row = [c.key, fmt_fig(r["mp"]), fmt_fig(r["python"]), fmt_fig(r["raw"]),
+               ratio(r["mp_over_raw"]), raw_target,
+               mark(r["checks"].get("raw")) if "raw" in r["checks"] else ""]
+        if with_alt:
+            row += [fmt_fig(r["alt"]) if c.alt else "", ratio(r["mp_over_alt"]) if c.alt else ""]
+        row += [ratio(r["python_over_mp"]), f">= {c.min_speedup_vs_python:g}x" if c.min_speedup_vs_python else "",
+                mark(r["checks"].get("python")) if "python" in r["checks"] else "",
+                r["verdict"]]
+        body.append(row)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
     line = lambda cells: "  ".join(str(x).ljust(w) if i == 0 else str(x).rjust(w)  # noqa: E731
                                     for i, (x, w) in enumerate(zip(cells, widths))).rstrip()
@@ -361,10 +464,19 @@ def print_table(cases: list[CaseDef], rows: list[dict], res: Results, have_basel
     for b in body:
         print(line(b))
     print()
+    print("mp/raw: mp's figure over the raw one (times: lower is better; rates: higher is better); "
+          "mp speedup: how many times better than CPython")
+    if with_alt:
+        print("raw (bench): the raw system calls timed by the bench program itself, just before mp's case, "
+              "no target (ping-pong: the same 64 B exchange;\n  streams: write()s and read()s of the message's "
+              "size into buffers of that size, what memory allows at that footprint)")
     print("raw limit used:")
+    by_label: dict[str, list[str]] = {}
     for c, r in zip(cases, rows):
         ref = r["raw_ref"]
-        print(f"  {c.key:<11} {ref.label if ref else '-'}")
+        by_label.setdefault(ref.label if ref else "-", []).append(c.key)
+    for label, keys in by_label.items():
+        print(f"  {label}: {', '.join(keys)}")
     seen, ctx = set(), []
     for c in cases:
         for ref in c.context:
@@ -397,6 +509,15 @@ def to_json(fig: Figure | None) -> dict | None:
 
 # ---- main -------------------------------------------------------------------------------------
 
+def all_groups() -> list[str]:
+    return sorted({g for c in CASES for g in c.groups})
+
+
+def selects(token: str, c: CaseDef) -> bool:
+    """--only: a case name, a group name or a shell-style pattern over case names."""
+    return token == c.key or token in c.groups or fnmatch.fnmatchcase(c.key, token)
+
+
 def default_build_dir() -> Path:
     for cand in (REPO / "build", Path.cwd() / "build"):
         if find_binary(cand, "bench_process"):
@@ -407,14 +528,17 @@ def default_build_dir() -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="cases: " + ", ".join(c.key for c in CASES))
+                                 epilog="groups: " + ", ".join(all_groups()) +
+                                 "\ncases: " + ", ".join(c.key for c in CASES))
     ap.add_argument("--build-dir", type=Path, default=None,
                     help="CMake build folder holding bench/<binary> (default: <repo>/build or ./build)")
     ap.add_argument("--baseline-dir", type=Path, default=None,
                     help="folder of py_baseline.py and limits.c (default: $MP_BASELINE_DIR or "
                          "<repo>/../shared/baseline)")
     ap.add_argument("--quick", action="store_true", help="short runs, passed on to the baselines")
-    ap.add_argument("--only", default="", help="comma-separated case names (default: all)")
+    ap.add_argument("--only", default="",
+                    help="comma-separated case names, groups (" + ", ".join(all_groups()) + ") or shell-style "
+                         "patterns such as 'pp_*_same_cpu' (default: all)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     ap.add_argument("--repetitions", type=int, default=None,
                     help="Google Benchmark repetitions, the median is reported (default 3, quick 1)")
@@ -426,11 +550,12 @@ def main() -> int:
     if args.repetitions is None:
         args.repetitions = 1 if args.quick else 3
 
-    wanted = [s for s in args.only.split(",") if s]
-    unknown = [s for s in wanted if s not in {c.key for c in CASES}]
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in wanted if not any(selects(s, c) for c in CASES)]
     if unknown:
-        ap.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(c.key for c in CASES)}")
-    cases = [c for c in CASES if not wanted or c.key in wanted]
+        ap.error(f"unknown case(s) {', '.join(unknown)}; groups: {', '.join(all_groups())}; "
+                 f"cases: {', '.join(c.key for c in CASES)}")
+    cases = [c for c in CASES if not wanted or any(selects(s, c) for s in wanted)]
 
     build_dir = (args.build_dir or default_build_dir()).resolve()
     baseline = args.baseline_dir or (Path(os.environ["MP_BASELINE_DIR"]) if os.environ.get("MP_BASELINE_DIR")
@@ -464,6 +589,9 @@ def main() -> int:
                 "mp": to_json(r["mp"]), "python": to_json(r["python"]), "raw": to_json(r["raw"]),
                 "raw_source": r["raw_ref"].label if r["raw_ref"] else None,
                 "mp_over_raw": r["mp_over_raw"], "target_mp_over_raw_max": c.max_over_raw,
+                "target_mp_over_raw_min": c.min_of_raw,
+                "alt": to_json(r["alt"]), "alt_source": c.alt.label if c.alt else None,
+                "mp_over_alt": r["mp_over_alt"],
                 "python_over_mp": r["python_over_mp"], "target_python_over_mp_min": c.min_speedup_vs_python,
                 "checks": r["checks"], "verdict": r["verdict"],
             } for c, r in zip(cases, rows)],

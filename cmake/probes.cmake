@@ -28,6 +28,9 @@ if(MP_PLATFORM STREQUAL posix)
   check_c_source_compiles("
     #include <sys/mman.h>
     int main(void) { return memfd_create(\"x\", MFD_CLOEXEC); }" MP_PROBE_MEMFD)
+  check_c_source_compiles("
+    #include <sys/mman.h>
+    int main(void) { return madvise(0, 0, MADV_HUGEPAGE); }" MP_PROBE_MADV_HUGEPAGE)
   # glibc hands (argc, argv, envp) to .init_array functions: argv without /proc.
   check_c_source_compiles("
     #include <gnu/libc-version.h>
@@ -52,7 +55,7 @@ if(MP_PLATFORM STREQUAL posix)
   endif()
 endif()
 
-foreach(f CLOSEFROM DL_ITERATE_PHDR PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD GLIBC_INIT_ARGV PROCFS ABSTRACT_SOCKETS NSGETARGV)
+foreach(f CLOSEFROM DL_ITERATE_PHDR PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD GLIBC_INIT_ARGV PROCFS ABSTRACT_SOCKETS NSGETARGV MADV_HUGEPAGE)
   if(MP_PROBE_${f})
     set(MP_HAVE_${f} 1)
   else()
@@ -61,7 +64,7 @@ foreach(f CLOSEFROM DL_ITERATE_PHDR PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD 
 endforeach()
 if(MP_PORTABLE_POSIX)
   # The macOS path: none of the Linux-only facilities.
-  foreach(f CLOSEFROM PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD PROCFS ABSTRACT_SOCKETS)
+  foreach(f CLOSEFROM PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD PROCFS ABSTRACT_SOCKETS MADV_HUGEPAGE)
     set(MP_HAVE_${f} 0)
   endforeach()
 endif()

@@ -18,10 +18,18 @@ HandlePair make_socketpair();  // two-way, stream
 std::size_t read_some(native_handle h, std::span<std::byte> out);
 // Reads exactly out.size() bytes; false if end of file came first (before any byte or between).
 bool read_exact(native_handle h, std::span<const std::byte> out);
+// What a handle is, when the caller knows: saves probing on every call.
+enum class HandleKind { unknown, socket, pipe };
+HandleKind kind_of(native_handle h) noexcept;
+
 // Writes everything; a closed peer is a std::system_error (EPIPE), never a SIGPIPE.
 void write_all(native_handle h, std::span<const std::byte> data);
-// Writes a header and a payload in one gathered call when the OS allows.
-void write_all2(native_handle h, std::span<const std::byte> head, std::span<const std::byte> body);
+// Writes a header and a payload in one gathered call.
+void write_all2(native_handle h, std::span<const std::byte> head, std::span<const std::byte> body,
+                HandleKind kind = HandleKind::unknown);
+
+// Asks for huge pages for a large buffer not yet touched (a hint; no-op where unsupported).
+void advise_huge_pages(void* p, std::size_t n) noexcept;
 
 void set_inheritable(native_handle h, bool inheritable);
 UniqueHandle duplicate(native_handle h);  // the copy is not inheritable

@@ -26,6 +26,8 @@ struct ConnectionState {
   static constexpr std::size_t kBufferSize = 64 * 1024;
 
   platform::UniqueHandle handle;
+  platform::HandleKind kind = platform::HandleKind::unknown;  // socket or pipe: no probing per call
+  bool large = false;  // the last message was large: read the next header without reading ahead
   bool readable = true;
   bool writable = true;
   std::mutex read_mutex;
@@ -47,11 +49,21 @@ struct ConnectionState {
   std::size_t buffered() const noexcept { return rend - rpos; }
   std::uint64_t consumed() const noexcept { return read_total - buffered(); }
 
+  void adopt(native_handle_t h) {
+    handle.reset(h);
+    kind = platform::kind_of(h);
+  }
+
   std::size_t read_into(std::byte* p, std::size_t n) {
-    std::vector<platform::UniqueHandle> got;
-    std::size_t r = platform::recv_some_with_handles(handle.get(), {p, n}, got);
+    std::size_t r;
+    if (kind == platform::HandleKind::socket) {
+      std::vector<platform::UniqueHandle> got;
+      r = platform::recv_some_with_handles(handle.get(), {p, n}, got);
+      for (auto& h : got) pending.push_back({std::move(h), read_total + r - 1});
+    } else {
+      r = platform::read_some(handle.get(), {p, n});
+    }
     read_total += r;
-    for (auto& h : got) pending.push_back({std::move(h), read_total - 1});
     return r;
   }
 
@@ -66,8 +78,8 @@ struct ConnectionState {
     return out;
   }
 
-  // Reads more into the buffer; false at end of file.
-  bool fill() {
+  // Reads more into the buffer (at most `most` bytes); false at end of file.
+  bool fill(std::size_t most = kBufferSize) {
     if (rpos == rend) {
       rpos = rend = 0;
     } else if (rpos > 0) {
@@ -76,14 +88,16 @@ struct ConnectionState {
       rpos = 0;
     }
     if (rbuf.size() < kBufferSize) rbuf.resize(kBufferSize);
-    std::size_t n = read_into(rbuf.data() + rend, rbuf.size() - rend);
+    std::size_t n = read_into(rbuf.data() + rend, std::min(most, rbuf.size() - rend));
     rend += n;
     return n > 0;
   }
 
   void need(std::size_t n, bool at_message_start) {
     while (buffered() < n) {
-      if (!fill()) {
+      // After a large message the next one is likely large too: take just its header, so the
+      // body goes straight to its destination instead of through the read-ahead buffer.
+      if (!fill(large ? n - buffered() : kBufferSize)) {
         if (at_message_start && buffered() == 0) throw EOFError("connection closed by the peer");
         throw OSError(std::errc::connection_reset, "got end of file during message");
       }
@@ -110,6 +124,7 @@ struct ConnectionState {
   }
 
   void read_payload(std::byte* dst, std::uint64_t size) {
+    large = size >= kBufferSize / 2;
     std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(buffered(), size));
     if (take) std::memcpy(dst, rbuf.data() + rpos, take);
     rpos += take;
@@ -136,9 +151,15 @@ struct ConnectionState {
   // allocated before the bytes arrive; past that the buffer grows as they do, so a lying header
   // cannot make us allocate more than twice what was really sent.
   static constexpr std::uint64_t kTrustedUpfront = 64ull << 20;
+  static constexpr std::uint64_t kHugeThreshold = 8ull << 20;
   std::vector<std::byte> read_body(std::uint64_t size) {
     std::vector<std::byte> out;
     if (size <= kTrustedUpfront) {
+      if (size >= kHugeThreshold) {
+        // A fresh large buffer: huge pages make its first touch 512 times fewer page faults.
+        out.reserve(static_cast<std::size_t>(size));
+        platform::advise_huge_pages(out.data(), static_cast<std::size_t>(size));
+      }
       out.resize(static_cast<std::size_t>(size));
       read_payload(out.data(), size);
       return out;
@@ -184,7 +205,7 @@ Connection::Connection(native_handle_t handle, bool readable, bool writable) {
   if (handle == invalid_native_handle) throw ValueError("invalid handle");
   if (!readable && !writable) throw ValueError("at least one of `readable` and `writable` must be True");
   state_ = std::make_shared<ConnectionState>();
-  state_->handle.reset(handle);
+  state_->adopt(handle);
   state_->readable = readable;
   state_->writable = writable;
 }
@@ -208,12 +229,12 @@ void check_readable(ConnectionState& s) {
 void Connection::send_message(std::span<const std::byte> bytes) {
   ConnectionState& s = writable_state(*this, open_state());
   std::lock_guard lock(s.write_mutex);
-  detail::send_frame(s.handle.get(), bytes);
+  detail::send_frame(s.handle.get(), bytes, s.kind);
 }
 
 void Connection::send_with_handles(detail::Encoder& enc) {
   ConnectionState& s = writable_state(*this, open_state());
-  if (!platform::is_socket(s.handle.get())) {
+  if (s.kind != platform::HandleKind::socket) {
     throw ValueError("handles (Connections, locks, ...) can only be sent over a socket connection such as "
                      "Pipe(duplex=true); pass them to the child as Process arguments instead");
   }
@@ -310,7 +331,7 @@ void Connection::load(detail::Decoder& dec) {
   dec(index, readable, writable, ahead);
   state_ = dec.shared_object<ConnectionState>(index, [&](native_handle_t h) {
     auto st = std::make_shared<ConnectionState>();
-    st->handle.reset(h);
+    st->adopt(h);
     st->readable = readable;
     st->writable = writable;
     if (!ahead.empty()) {

@@ -654,7 +654,12 @@ std::ostream& operator<<(std::ostream& os, const Process& p) {
 
 Process& current_process() {
   auto& G = g();
-  if (G.current == nullptr) return detail::init_main_process();
+  // The main process's object is made on first use, once, whichever thread gets here first. (A
+  // child's bootstrap replaces it before any thread of the child exists.)
+  static std::once_flag made;
+  std::call_once(made, [&G] {
+    if (G.current == nullptr) detail::init_main_process();
+  });
   return *G.current;
 }
 

@@ -48,7 +48,7 @@ std::array<unsigned char, crypto_auth_hmacsha256_BYTES> hmac(const AuthKey& key,
 }
 }  // namespace
 
-void send_frame(native_handle_t h, std::span<const std::byte> payload) {
+void send_frame(native_handle_t h, std::span<const std::byte> payload, platform::HandleKind kind) {
   std::array<std::byte, 12> head;
   std::size_t n;
   if (payload.size() > 0x7fffffff) {
@@ -59,7 +59,7 @@ void send_frame(native_handle_t h, std::span<const std::byte> payload) {
     put_be(head.data(), payload.size(), 4);
     n = 4;
   }
-  platform::write_all2(h, {head.data(), n}, payload);
+  platform::write_all2(h, {head.data(), n}, payload, kind);
 }
 
 std::vector<std::byte> recv_frame(native_handle_t h, std::optional<std::size_t> maxlength) {

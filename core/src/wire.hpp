@@ -4,6 +4,8 @@
 #include <mp/authkey.hpp>
 #include <mp/handle.hpp>
 
+#include "platform/pipe.hpp"
+
 #include <cstddef>
 #include <optional>
 #include <span>
@@ -12,7 +14,8 @@
 namespace mp::detail {
 
 // 4-byte big-endian signed length then the payload; past 0x7fffffff: -1 then an 8-byte length.
-void send_frame(native_handle_t h, std::span<const std::byte> payload);
+void send_frame(native_handle_t h, std::span<const std::byte> payload,
+                platform::HandleKind kind = platform::HandleKind::unknown);
 // EOF before a frame → mp::EOFError. A frame longer than maxlength → mp::ProcessError
 // ("bad message length"), and the rest of the stream is unusable (as CPython).
 std::vector<std::byte> recv_frame(native_handle_t h, std::optional<std::size_t> maxlength = {});
