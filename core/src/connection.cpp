@@ -131,7 +131,9 @@ struct ConnectionState {
     dst += take;
     size -= take;
     while (size > 0) {
-      if (size >= kBufferSize / 2) {
+      // Large messages (and the tails of them) are read straight into place; small ones through
+      // the read-ahead buffer, which usually brings the next header along in the same call.
+      if (large || size >= kBufferSize / 2) {
         std::size_t n = read_into(dst, static_cast<std::size_t>(std::min<std::uint64_t>(size, 1u << 30)));
         if (n == 0) throw OSError(std::errc::connection_reset, "got end of file during message");
         dst += n;
