@@ -24,7 +24,10 @@ struct Globals {
   Process* current = nullptr;
   std::unique_ptr<Process> main_process;
   std::unique_ptr<Process> self_process;  // a spawned child's own Process
-  std::unique_ptr<Process> parent;
+  std::unique_ptr<Process> parent;  // made on first parent_process() from the three below
+  std::string parent_name;
+  int parent_pid = 0;
+  bool has_parent = false;
   platform::UniqueHandle own_status;       // our end of the parent's sentinel pipe
   platform::UniqueHandle parent_sentinel;  // reads EOF when the parent is gone
   bool exiting = false;
@@ -75,6 +78,7 @@ void cleanup_children() {
   std::vector<std::shared_ptr<ProcessState>> snapshot;
   {
     std::lock_guard lock(G.mutex);
+    if (G.children.empty()) return;
     snapshot = G.children;
   }
   for (auto& s : snapshot) {
@@ -275,18 +279,15 @@ int bootstrap_with_parent(Process& self, const std::string& parent_name, int par
     st->popen.reset();
   }
   G.current = &self;
-  auto ps = std::make_shared<ProcessState>();
-  ps->role = Role::parent;
-  ps->name = parent_name;
-  ps->name_fixed = true;
-  ps->label = "_ParentProcess";
-  ps->pid = parent_pid;
-  ps->parent_sentinel = G.parent_sentinel.get();
-  G.parent = std::make_unique<Process>(ProcessAccess::make(std::move(ps)));
+  // The parent's Process object is made only if the child asks for it (fewer pages touched in a
+  // fork child, each of which costs a copy).
+  G.parent.reset();
+  G.parent_name = parent_name;
+  G.parent_pid = parent_pid;
+  G.has_parent = true;
   G.in_bootstrap = true;
 
   Logger& log = get_logger();
-  std::string name = self.name();
   int code = 1;
   try {
     try {
@@ -305,14 +306,14 @@ int bootstrap_with_parent(Process& self, const std::string& parent_name, int par
   } catch (const SystemExit& e) {
     code = e.code;
   } catch (const std::exception& e) {
-    report_exception(name, demangle(typeid(e).name()), e.what());
+    report_exception(self.name(), demangle(typeid(e).name()), e.what());
     code = 1;
   } catch (...) {
     std::type_info* t = abi::__cxa_current_exception_type();
-    report_exception(name, t ? demangle(t->name()) : std::string("unknown exception"), "");
+    report_exception(self.name(), t ? demangle(t->name()) : std::string("unknown exception"), "");
     code = 1;
   }
-  log.info("process exiting with exitcode " + std::to_string(code));
+  if (log.enabled_for(LogLevel::info)) log.info("process exiting with exitcode " + std::to_string(code));
   flush_std_streams();
   return code;
 }
@@ -473,7 +474,9 @@ void Process::start() {
     s.task.reset();  // as CPython drops _target/_args after start
   }
   detail::track_child(state_);
-  get_logger().debug("started " + s.name + " (pid " + std::to_string(pid) + ") by " + method);
+  if (Logger& log = get_logger(); log.enabled_for(LogLevel::debug)) {
+    log.debug("started " + s.name + " (pid " + std::to_string(pid) + ") by " + method);
+  }
 }
 
 void Process::run() {
@@ -498,7 +501,9 @@ bool Process::join(Timeout timeout) {
   auto code = popen->wait(timeout);
   if (code) {
     detail::untrack_child(state_);
-    get_logger().subdebug("joined " + s.name + " with exitcode " + std::to_string(*code));
+    if (Logger& log = get_logger(); log.enabled_for(LogLevel::subdebug)) {
+      log.subdebug("joined " + s.name + " with exitcode " + std::to_string(*code));
+    }
   }
   return code.has_value();
 }
@@ -665,7 +670,20 @@ Process& current_process() {
 
 Process* parent_process() {
   current_process();
-  return g().parent.get();
+  auto& G = g();
+  static std::mutex making;
+  std::lock_guard lock(making);
+  if (!G.parent && G.has_parent) {
+    auto ps = std::make_shared<ProcessState>();
+    ps->role = Role::parent;
+    ps->name = G.parent_name;
+    ps->name_fixed = true;
+    ps->label = "_ParentProcess";
+    ps->pid = G.parent_pid;
+    ps->parent_sentinel = G.parent_sentinel.get();
+    G.parent = std::make_unique<Process>(ProcessAccess::make(std::move(ps)));
+  }
+  return G.parent.get();
 }
 
 std::vector<Process> active_children() {
