@@ -31,6 +31,10 @@ if(MP_PLATFORM STREQUAL posix)
   check_c_source_compiles("
     #include <sys/mman.h>
     int main(void) { return madvise(0, 0, MADV_HUGEPAGE); }" MP_PROBE_MADV_HUGEPAGE)
+  # sem_getvalue exists on macOS but always fails there: the portable build goes without it.
+  check_c_source_compiles("
+    #include <semaphore.h>
+    int main(void) { sem_t s; int v; return sem_getvalue(&s, &v); }" MP_PROBE_SEM_GETVALUE)
   # glibc hands (argc, argv, envp) to .init_array functions: argv without /proc.
   check_c_source_compiles("
     #include <gnu/libc-version.h>
@@ -55,7 +59,7 @@ if(MP_PLATFORM STREQUAL posix)
   endif()
 endif()
 
-foreach(f CLOSEFROM DL_ITERATE_PHDR PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD GLIBC_INIT_ARGV PROCFS ABSTRACT_SOCKETS NSGETARGV MADV_HUGEPAGE)
+foreach(f CLOSEFROM DL_ITERATE_PHDR PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD GLIBC_INIT_ARGV PROCFS ABSTRACT_SOCKETS NSGETARGV MADV_HUGEPAGE SEM_GETVALUE)
   if(MP_PROBE_${f})
     set(MP_HAVE_${f} 1)
   else()
@@ -64,7 +68,7 @@ foreach(f CLOSEFROM DL_ITERATE_PHDR PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD 
 endforeach()
 if(MP_PORTABLE_POSIX)
   # The macOS path: none of the Linux-only facilities.
-  foreach(f CLOSEFROM PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD PROCFS ABSTRACT_SOCKETS MADV_HUGEPAGE)
+  foreach(f CLOSEFROM PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD PROCFS ABSTRACT_SOCKETS MADV_HUGEPAGE SEM_GETVALUE)
     set(MP_HAVE_${f} 0)
   endforeach()
 endif()
