@@ -6,6 +6,7 @@
 #include "platform/process.hpp"
 #include "platform/wait.hpp"
 
+#include <atomic>
 #include <cstdio>
 #include <cxxabi.h>
 #include <iostream>
@@ -41,6 +42,8 @@ void atfork_prepare();
 void atfork_parent();
 void atfork_child();
 
+std::atomic<unsigned> g_fork_generation{0};
+
 Globals& g() {
   // Never destroyed: the exit function and at-fork handlers use it until the very end.
   static Globals* globals = [] {
@@ -61,6 +64,7 @@ void atfork_parent() {
 }
 // In any forked child (ours or a raw fork()): the parent's children and channels are not ours.
 void atfork_child() {
+  g_fork_generation.fetch_add(1, std::memory_order_relaxed);
   Globals& G = g();
   G.mutex.unlock();
   forkserver_client_unlock();
@@ -239,6 +243,8 @@ SpawnRequest prepare_spawn(Process& self, ProcessState& s, const std::string& me
 }
 
 }  // namespace
+
+unsigned fork_generation() noexcept { return g_fork_generation.load(std::memory_order_relaxed); }
 
 std::string current_process_name() {
   Globals& G = g();

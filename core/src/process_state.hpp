@@ -72,6 +72,10 @@ struct ProcessAccess {
   static Process make(std::shared_ptr<ProcessState> s) { return Process(std::move(s)); }
 };
 
+// Bumped in every forked child: objects holding per-process state (lock counters) compare it to
+// the value they saw to notice that they now live in a child.
+unsigned fork_generation() noexcept;
+
 // The name of this process, for log lines ("MainProcess" in the main process).
 std::string current_process_name();
 

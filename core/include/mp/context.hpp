@@ -13,6 +13,14 @@
 namespace mp {
 
 // A start method and the factory of every object that must be made under it.
+class Lock;
+class RLock;
+class Semaphore;
+class BoundedSemaphore;
+class Condition;
+class Event;
+class SemLock;
+
 class Context {
  public:
   Context(const Context&) = delete;
@@ -34,6 +42,15 @@ class Context {
     options.context = this;
     return mp::Process(std::move(options), std::forward<F>(target), std::forward<Args>(args)...);
   }
+
+  // The synchronization primitives of this context (<mp/synchronize.hpp>).
+  mp::Lock Lock();
+  mp::RLock RLock();
+  mp::Semaphore Semaphore(int value = 1);
+  mp::BoundedSemaphore BoundedSemaphore(int value = 1);
+  mp::Condition Condition();
+  mp::Condition Condition(const mp::SemLock& lock);
+  mp::Event Event();
 
  private:
   friend Context& get_context(std::string_view);

@@ -9,5 +9,6 @@
 #include <mp/handle.hpp>
 #include <mp/logging.hpp>
 #include <mp/process.hpp>
+#include <mp/synchronize.hpp>
 #include <mp/task.hpp>
 #include <mp/time.hpp>

@@ -1,0 +1,285 @@
+// Lock, RLock, Semaphore, BoundedSemaphore, Condition, Event: CPython's synchronize.py and the
+// SemLock of its semaphore.c, over the named-semaphore seam.
+#include <mp/context.hpp>
+#include <mp/synchronize.hpp>
+
+#include "platform/process.hpp"
+#include "platform/semaphore.hpp"
+#include "process_state.hpp"
+
+#include <atomic>
+#include <climits>
+#include <thread>
+
+namespace mp::detail {
+
+struct SemLockState {
+  platform::NamedSemaphore sem;
+  std::string name;
+  int kind = 0;
+  int maxvalue = 1;
+  bool unlink_on_destroy = false;  // the creator, under spawn/forkserver: the name lives until then
+  bool fork_only = false;          // unlinked at creation (fork context): cannot go to a spawn child
+  // This process's view (CPython keeps it in the SemLock object): how many times it holds the
+  // semaphore and which thread took it last. A forked child starts from zero.
+  std::atomic<int> count{0};
+  std::atomic<std::thread::id> last_tid{};
+  std::atomic<unsigned> generation{0};
+
+  ~SemLockState() {
+    if (unlink_on_destroy && generation.load() == fork_generation()) {
+      try {
+        platform::NamedSemaphore::unlink(name);
+      } catch (const std::exception&) {
+        // Already gone (removed by hand or by the tracker): nothing to do.
+      }
+    }
+  }
+
+  // After a fork, the counters describe the parent: forget them (CPython's _after_fork).
+  void refresh() {
+    unsigned g = fork_generation();
+    if (generation.load(std::memory_order_relaxed) != g) {
+      count = 0;
+      last_tid = std::thread::id{};
+      unlink_on_destroy = false;  // the name is the parent's to remove
+      generation = g;
+    }
+  }
+
+  bool is_mine() const {
+    return count.load(std::memory_order_relaxed) > 0 && last_tid.load(std::memory_order_relaxed) == std::this_thread::get_id();
+  }
+};
+
+}  // namespace mp::detail
+
+namespace mp {
+
+using detail::SemLockState;
+
+SemLock::SemLock(Kind kind, int value, int maxvalue, Context* ctx) {
+  if (value < 0) throw ValueError("semaphore initial value must be >= 0");
+  auto s = std::make_shared<SemLockState>();
+  s->kind = kind;
+  s->maxvalue = maxvalue;
+  s->generation = detail::fork_generation();
+  // An unguessable name; retried in the (astronomically unlikely) event it exists.
+  for (int attempt = 0;; ++attempt) {
+    s->name = platform::NamedSemaphore::random_name();
+    try {
+      s->sem = platform::NamedSemaphore::create(s->name, static_cast<unsigned>(value));
+      break;
+    } catch (const std::system_error& e) {
+      if (e.code() != std::errc::file_exists || attempt > 8) throw;
+    }
+  }
+  // As CPython: under fork the name is not needed once the semaphore exists (children inherit the
+  // mapping); under spawn and forkserver it stays until children have opened it.
+  if (detail::resolve_start_method(ctx) == "fork") {
+    platform::NamedSemaphore::unlink(s->name);
+    s->fork_only = true;
+  } else {
+    s->unlink_on_destroy = true;
+  }
+  state_ = std::move(s);
+}
+
+namespace {
+SemLockState& live(const std::shared_ptr<SemLockState>& s) {
+  if (!s) throw ValueError("use of an uninitialised synchronization object");
+  s->refresh();
+  return *s;
+}
+}  // namespace
+
+bool SemLock::acquire(bool block, Timeout timeout) {
+  SemLockState& s = live(state_);
+  if (s.kind == recursive_mutex && s.is_mine()) {
+    ++s.count;
+    return true;
+  }
+  bool ok;
+  if (!block) {
+    ok = s.sem.try_acquire();
+  } else {
+    if (timeout && timeout->count() < 0) timeout = Seconds(0);
+    ok = s.sem.acquire(timeout);
+  }
+  if (!ok) return false;
+  ++s.count;
+  s.last_tid = std::this_thread::get_id();
+  return true;
+}
+
+void SemLock::release() {
+  SemLockState& s = live(state_);
+  if (s.kind == recursive_mutex) {
+    if (!s.is_mine()) throw AssertionError("attempt to release recursive lock not owned by thread");
+    if (s.count > 1) {
+      --s.count;
+      return;
+    }
+  } else if (std::optional<int> v = s.sem.value()) {
+    // As CPython: not an absolute guarantee, but it catches the misuse.
+    if (*v >= s.maxvalue) throw ValueError("semaphore or lock released too many times");
+  } else if (s.maxvalue == 1) {
+    // No sem_getvalue (macOS): check a Lock is held by trying to take it.
+    if (s.sem.try_acquire()) {
+      s.sem.release();
+      throw ValueError("semaphore or lock released too many times");
+    }
+  }
+  s.sem.release();
+  if (s.kind == recursive_mutex) s.count = 0;
+  else --s.count;
+}
+
+bool SemLock::is_mine() const { return live(state_).is_mine(); }
+int SemLock::count() const { return live(state_).count; }
+const std::string& SemLock::name() const { return live(state_).name; }
+std::optional<int> SemLock::value() const { return live(state_).sem.value(); }
+
+void SemLock::save(detail::Encoder& enc) const {
+  SemLockState& s = live(state_);
+  if (s.fork_only) {
+    throw ProcessError(
+        "A SemLock created in a fork context is being shared with a process in a spawn context. This is "
+        "not supported. Please use the same context to create multiprocessing objects and Process.");
+  }
+  enc(s.name, s.kind, s.maxvalue);
+}
+
+void SemLock::load(detail::Decoder& dec) {
+  auto s = std::make_shared<SemLockState>();
+  dec(s->name, s->kind, s->maxvalue);
+  if (s->kind != recursive_mutex && s->kind != semaphore) throw DecodeError("mp: unknown SemLock kind");
+  s->sem = platform::NamedSemaphore::open(s->name);
+  s->generation = detail::fork_generation();
+  state_ = std::move(s);
+}
+
+Lock::Lock(Context* ctx) : SemLock(semaphore, 1, 1, ctx) {}
+RLock::RLock(Context* ctx) : SemLock(recursive_mutex, 1, 1, ctx) {}
+Semaphore::Semaphore(int value, Context* ctx) : SemLock(semaphore, value, INT_MAX, ctx) {}
+Semaphore::Semaphore(int value, int maxvalue, Context* ctx) : SemLock(semaphore, value, maxvalue, ctx) {}
+BoundedSemaphore::BoundedSemaphore(int value, Context* ctx) : Semaphore(value, value, ctx) {}
+
+int Semaphore::get_value() const {
+  std::optional<int> v = value();
+  if (!v) throw ProcessError("Semaphore::get_value: this platform cannot read a semaphore's value (macOS)");
+  return *v;
+}
+
+// ---- Condition ------------------------------------------------------------------------------
+Condition::Condition(std::optional<SemLock> lock, Context* ctx)
+    : lock_(lock ? std::move(*lock) : static_cast<SemLock>(RLock(ctx))),
+      sleeping_count_(0, ctx),
+      woken_count_(0, ctx),
+      wait_semaphore_(0, ctx) {}
+
+bool Condition::wait(Timeout timeout) {
+  if (!lock_.is_mine()) throw AssertionError("must acquire() condition before using wait()");
+  sleeping_count_.release();  // this thread is going to sleep
+  const int count = lock_.count();
+  for (int i = 0; i < count; ++i) lock_.release();
+  bool woken = false;
+  try {
+    woken = wait_semaphore_.acquire(true, timeout);
+  } catch (...) {
+    woken_count_.release();
+    for (int i = 0; i < count; ++i) lock_.acquire();
+    throw;
+  }
+  woken_count_.release();  // this thread has woken
+  for (int i = 0; i < count; ++i) lock_.acquire();
+  return woken;
+}
+
+bool Condition::wait_for(const std::function<bool()>& pred, Timeout timeout) {
+  bool result = pred();
+  if (result) return result;
+  using clock = std::chrono::steady_clock;
+  std::optional<clock::time_point> end;
+  if (timeout) end = clock::now() + std::chrono::duration_cast<clock::duration>(*timeout);
+  while (!result) {
+    Timeout wait_time;
+    if (end) {
+      wait_time = std::chrono::duration_cast<Seconds>(*end - clock::now());
+      if (wait_time->count() <= 0) break;
+    }
+    wait(wait_time);
+    result = pred();
+  }
+  return result;
+}
+
+void Condition::notify(int n) {
+  if (!lock_.is_mine()) throw AssertionError("lock is not owned");
+  if (wait_semaphore_.acquire(false)) throw AssertionError("Condition: the wait semaphore should be zero");
+  // Account for timeouts since the last notify: subtract woken from sleeping, rezero woken.
+  while (woken_count_.acquire(false)) {
+    if (!sleeping_count_.acquire(false)) throw AssertionError("Condition::notify: sleeping count out of step");
+  }
+  int sleepers = 0;
+  while (sleepers < n && sleeping_count_.acquire(false)) {
+    wait_semaphore_.release();  // wake up one sleeper
+    ++sleepers;
+  }
+  if (sleepers) {
+    for (int i = 0; i < sleepers; ++i) woken_count_.acquire();  // wait for a sleeper to wake
+    // Rezero the wait semaphore in case some timeouts just happened.
+    while (wait_semaphore_.acquire(false)) {
+    }
+  }
+}
+
+void Condition::notify_all() { notify(INT_MAX); }
+
+// ---- Event ----------------------------------------------------------------------------------
+Event::Event(Context* ctx) : cond_(Lock(ctx), ctx), flag_(0, ctx) {}
+
+bool Event::is_set() {
+  std::lock_guard guard(cond_);
+  if (flag_.acquire(false)) {
+    flag_.release();
+    return true;
+  }
+  return false;
+}
+
+void Event::set() {
+  std::lock_guard guard(cond_);
+  flag_.acquire(false);
+  flag_.release();
+  cond_.notify_all();
+}
+
+void Event::clear() {
+  std::lock_guard guard(cond_);
+  flag_.acquire(false);
+}
+
+bool Event::wait(Timeout timeout) {
+  std::lock_guard guard(cond_);
+  if (flag_.acquire(false)) {
+    flag_.release();
+  } else {
+    cond_.wait(timeout);
+  }
+  if (flag_.acquire(false)) {
+    flag_.release();
+    return true;
+  }
+  return false;
+}
+
+Lock Context::Lock() { return mp::Lock(this); }
+RLock Context::RLock() { return mp::RLock(this); }
+Semaphore Context::Semaphore(int value) { return mp::Semaphore(value, this); }
+BoundedSemaphore Context::BoundedSemaphore(int value) { return mp::BoundedSemaphore(value, this); }
+Condition Context::Condition() { return mp::Condition(std::nullopt, this); }
+Condition Context::Condition(const SemLock& lock) { return mp::Condition(lock, this); }
+Event Context::Event() { return mp::Event(this); }
+
+}  // namespace mp
