@@ -283,3 +283,111 @@ TEST(SyncContexts, ForkObjectsCannotGoToSpawnChildren) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Methods, SyncTest, testing::Values("fork", "spawn", "forkserver"));
+
+// ---- Barrier (CPython's _TestBarrier) ---------------------------------------------------------
+namespace {
+
+// The action, travelling to spawn/forkserver children as a registered serializable functor.
+struct CountCycles {
+  mp::Semaphore cycles;
+  void operator()() { cycles.release(); }
+  template <class A>
+  void serialize(A& a) { a(cycles); }
+};
+MP_TASK_TYPE(CountCycles);
+
+void barrier_party(mp::Barrier b, mp::Semaphore indices, int rounds) {
+  for (int r = 0; r < rounds; ++r) {
+    int i = b.wait(mp::Seconds(30));
+    if (i < 0 || i >= b.parties()) mp::sys_exit(3);
+  }
+  indices.release();
+}
+
+void barrier_expect_broken(mp::Barrier b, mp::Semaphore broke) {
+  try {
+    b.wait(mp::Seconds(30));
+  } catch (const mp::BrokenBarrierError&) {
+    broke.release();
+  }
+}
+
+}  // namespace
+
+TEST(Barrier, ThreadsIndicesAndAction) {
+  std::atomic<int> actions{0};
+  mp::Barrier b(3, [&actions] { ++actions; });
+  EXPECT_EQ(b.parties(), 3);
+  std::vector<int> seen(3, 0);
+  std::mutex m;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 3; ++t) {
+    ts.emplace_back([&] {
+      for (int r = 0; r < 5; ++r) {
+        int i = b.wait(30s);
+        std::lock_guard g(m);
+        seen[static_cast<std::size_t>(i)]++;
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(actions.load(), 5);
+  EXPECT_EQ(seen, (std::vector<int>{5, 5, 5}));
+  EXPECT_EQ(b.n_waiting(), 0);
+  EXPECT_FALSE(b.broken());
+}
+
+TEST(Barrier, TimeoutAbortAndReset) {
+  mp::Barrier b(2, mp::Timeout{0.1s});
+  EXPECT_THROW(b.wait(), mp::BrokenBarrierError);  // the default timeout breaks it
+  EXPECT_TRUE(b.broken());
+  EXPECT_THROW(b.wait(), mp::BrokenBarrierError);
+  b.reset();
+  EXPECT_FALSE(b.broken());
+  std::thread t([&] { EXPECT_THROW(b.wait(30s), mp::BrokenBarrierError); });
+  while (b.n_waiting() == 0) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(b.n_waiting(), 1);
+  b.abort();
+  t.join();
+  EXPECT_TRUE(b.broken());
+  EXPECT_THROW(mp::Barrier(0), mp::ValueError);
+}
+
+TEST(Barrier, ActionThatThrowsBreaksIt) {
+  mp::Barrier b(1, [] { throw std::runtime_error("action failed"); });
+  EXPECT_THROW(b.wait(), std::runtime_error);
+  EXPECT_TRUE(b.broken());
+}
+
+TEST_P(SyncTest, BarrierAcrossProcesses) {
+  mp::Semaphore cycles = ctx().Semaphore(0);
+  mp::Barrier b = ctx().Barrier(4, CountCycles{cycles});
+  mp::Semaphore done = ctx().Semaphore(0);
+  std::vector<mp::Process> procs;
+  for (int i = 0; i < 3; ++i) {
+    procs.push_back(ctx().Process(barrier_party, b, done, 3));
+    procs.back().start();
+  }
+  for (int r = 0; r < 3; ++r) EXPECT_GE(b.wait(30s), 0);
+  for (auto& p : procs) {
+    ASSERT_TRUE(p.join(30s));
+    EXPECT_EQ(p.exitcode(), 0);
+  }
+  EXPECT_EQ(cycles.get_value(), 3);  // the action ran once per cycle, in whichever process came last
+  EXPECT_EQ(done.get_value(), 3);
+}
+
+TEST_P(SyncTest, BarrierAbortReachesChildren) {
+  mp::Barrier b = ctx().Barrier(3);
+  mp::Semaphore broke = ctx().Semaphore(0);
+  std::vector<mp::Process> procs;
+  for (int i = 0; i < 2; ++i) {
+    procs.push_back(ctx().Process(barrier_expect_broken, b, broke));
+    procs.back().start();
+  }
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (b.n_waiting() < 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(2ms);
+  b.abort();
+  for (auto& p : procs) ASSERT_TRUE(p.join(30s));
+  EXPECT_EQ(broke.get_value(), 2);
+}

@@ -5,6 +5,7 @@
 
 #include "platform/process.hpp"
 #include "platform/semaphore.hpp"
+#include "platform/shm.hpp"
 #include "process_state.hpp"
 
 #include <atomic>
@@ -47,9 +48,10 @@ struct SemLockState {
     }
   }
 
-  bool is_mine() const {
-    return count.load(std::memory_order_relaxed) > 0 && last_tid.load(std::memory_order_relaxed) == std::this_thread::get_id();
-  }
+  // Threads of one process share these counters (CPython relies on its GIL here): the holder
+  // writes last_tid before count, and readers read count before last_tid, so no thread can see a
+  // positive count together with its own stale id.
+  bool is_mine() const { return count.load() > 0 && last_tid.load() == std::this_thread::get_id(); }
 };
 
 }  // namespace mp::detail
@@ -107,8 +109,8 @@ bool SemLock::acquire(bool block, Timeout timeout) {
     ok = s.sem.acquire(timeout);
   }
   if (!ok) return false;
-  ++s.count;
   s.last_tid = std::this_thread::get_id();
+  ++s.count;
   return true;
 }
 
@@ -130,9 +132,10 @@ void SemLock::release() {
       throw ValueError("semaphore or lock released too many times");
     }
   }
-  s.sem.release();
+  // Give up ownership before the semaphore can pass to another thread.
   if (s.kind == recursive_mutex) s.count = 0;
   else --s.count;
+  s.sem.release();
 }
 
 bool SemLock::is_mine() const { return live(state_).is_mine(); }
@@ -273,6 +276,189 @@ bool Event::wait(Timeout timeout) {
   }
   return false;
 }
+
+// ---- Barrier --------------------------------------------------------------------------------
+}  // namespace mp
+
+namespace mp::detail {
+
+struct BarrierShared {
+  int parties = 1;
+  Timeout timeout;
+  Condition cond{std::nullopt, nullptr};
+  platform::SharedMemorySegment segment;  // two ints: state and count, read under the lock
+  std::string name;
+  bool unlink_on_destroy = false;
+  bool fork_only = false;
+  unsigned generation = 0;
+  std::shared_ptr<TaskBase> action;        // made here: call() runs it
+  std::optional<TaskDescriptor> received;  // arrived from the parent: run through its trampoline
+
+  int& state() { return reinterpret_cast<int*>(segment.bytes().data())[0]; }
+  int& count() { return reinterpret_cast<int*>(segment.bytes().data())[1]; }
+
+  void run_action() {
+    if (action) {
+      action->call();
+    } else if (received && received->kind != TaskDescriptor::none) {
+      Decoder dec(received->payload);
+      if (received->kind == TaskDescriptor::by_name) {
+        const TaskRegistration* reg = find_task(received->name);
+        if (reg == nullptr) throw ProcessError("mp: Barrier action '" + received->name + "' is not registered here");
+        reg->trampoline(dec);
+      } else {
+        reinterpret_cast<Trampoline>(resolve_code(received->entry))(dec);
+      }
+    }
+  }
+
+  ~BarrierShared() {
+    if (unlink_on_destroy && generation == fork_generation()) {
+      try {
+        platform::SharedMemorySegment::unlink(name);
+      } catch (const std::exception&) {
+      }
+    }
+  }
+};
+
+}  // namespace mp::detail
+
+namespace mp {
+
+using detail::BarrierShared;
+
+Barrier::Barrier(Made, int parties, std::shared_ptr<detail::TaskBase> action, Timeout timeout, Context* ctx) {
+  if (parties <= 0) throw ValueError("parties must be >= 1");
+  auto b = std::make_shared<BarrierShared>();
+  b->parties = parties;
+  b->timeout = timeout;
+  b->cond = mp::Condition(std::nullopt, ctx);
+  b->action = std::move(action);
+  b->generation = detail::fork_generation();
+  b->name = platform::SharedMemorySegment::random_name();
+  b->segment = platform::SharedMemorySegment::create(b->name, 2 * sizeof(int));
+  if (detail::resolve_start_method(ctx) == "fork") {
+    platform::SharedMemorySegment::unlink(b->name);
+    b->fork_only = true;
+  } else {
+    b->unlink_on_destroy = true;
+  }
+  shared_ = std::move(b);
+}
+
+namespace {
+BarrierShared& live(const std::shared_ptr<BarrierShared>& b) {
+  if (!b) throw ValueError("use of an uninitialised Barrier");
+  return *b;
+}
+
+// threading.Barrier's states: 0 filling, 1 draining, -1 resetting, -2 broken.
+void barrier_break(BarrierShared& b) {
+  b.state() = -2;
+  b.cond.notify_all();
+}
+}  // namespace
+
+int Barrier::wait(Timeout timeout) {
+  BarrierShared& b = live(shared_);
+  if (!timeout) timeout = b.timeout;
+  std::lock_guard guard(b.cond);
+  // Block while the barrier drains or resets.
+  while (b.state() == -1 || b.state() == 1) b.cond.wait();
+  if (b.state() < 0) throw BrokenBarrierError();
+  const int index = b.count()++;
+  struct Exit {  // as threading.Barrier's finally: leave, and wake those waiting for the drain
+    BarrierShared& b;
+    ~Exit() {
+      if (--b.count() == 0 && (b.state() == -1 || b.state() == 1)) {
+        b.state() = 0;
+        b.cond.notify_all();
+      }
+    }
+  } exit{b};
+  if (index + 1 == b.parties) {
+    try {
+      b.run_action();
+    } catch (...) {
+      barrier_break(b);
+      throw;
+    }
+    b.state() = 1;  // drain
+    b.cond.notify_all();
+  } else {
+    if (!b.cond.wait_for([&b] { return b.state() != 0; }, timeout)) {
+      barrier_break(b);
+      throw BrokenBarrierError();
+    }
+    if (b.state() < 0) throw BrokenBarrierError();
+  }
+  return index;
+}
+
+void Barrier::reset() {
+  BarrierShared& b = live(shared_);
+  std::lock_guard guard(b.cond);
+  if (b.count() > 0) {
+    if (b.state() == 0 || b.state() == -2) b.state() = -1;  // wake the waiters; clears on the last exit
+  } else {
+    b.state() = 0;
+  }
+  b.cond.notify_all();
+}
+
+void Barrier::abort() {
+  BarrierShared& b = live(shared_);
+  std::lock_guard guard(b.cond);
+  barrier_break(b);
+}
+
+int Barrier::parties() const { return live(shared_).parties; }
+
+int Barrier::n_waiting() const {
+  BarrierShared& b = live(shared_);
+  std::lock_guard guard(b.cond);
+  return b.state() == 0 ? b.count() : 0;
+}
+
+bool Barrier::broken() const {
+  BarrierShared& b = live(shared_);
+  std::lock_guard guard(b.cond);
+  return b.state() == -2;
+}
+
+void Barrier::save(detail::Encoder& enc) const {
+  BarrierShared& b = live(shared_);
+  if (b.fork_only) {
+    throw ProcessError("A Barrier created in a fork context is being shared with a process in a spawn context. "
+                       "Please use the same context to create multiprocessing objects and Process.");
+  }
+  detail::TaskDescriptor action;
+  if (b.action) {
+    if (auto why = b.action->describe(action)) throw ProcessError("mp: the Barrier's action cannot travel: " + *why);
+    if (!action.handles.empty()) throw ProcessError("mp: a Barrier action cannot carry OS handles");
+  } else if (b.received) {
+    action = *b.received;
+  }
+  std::optional<double> timeout;
+  if (b.timeout) timeout = b.timeout->count();
+  enc(b.parties, timeout, b.cond, b.name, action);
+}
+
+void Barrier::load(detail::Decoder& dec) {
+  auto b = std::make_shared<BarrierShared>();
+  std::optional<double> timeout;
+  detail::TaskDescriptor action;
+  dec(b->parties, timeout, b->cond, b->name, action);
+  if (timeout) b->timeout = Seconds(*timeout);
+  b->received = std::move(action);
+  b->segment = platform::SharedMemorySegment::open(b->name);
+  if (b->segment.size() < 2 * sizeof(int)) throw DecodeError("mp: Barrier state too small");
+  b->generation = detail::fork_generation();
+  shared_ = std::move(b);
+}
+
+Barrier Context::Barrier(int parties, Timeout timeout) { return mp::Barrier(parties, timeout, this); }
 
 Lock Context::Lock() { return mp::Lock(this); }
 RLock Context::RLock() { return mp::RLock(this); }

@@ -20,6 +20,7 @@ class BoundedSemaphore;
 class Condition;
 class Event;
 class SemLock;
+class Barrier;
 
 class Context {
  public:
@@ -51,6 +52,9 @@ class Context {
   mp::Condition Condition();
   mp::Condition Condition(const mp::SemLock& lock);
   mp::Event Event();
+  mp::Barrier Barrier(int parties, Timeout timeout = {});
+  template <class F>
+  mp::Barrier Barrier(int parties, F&& action, Timeout timeout = {});
 
  private:
   friend Context& get_context(std::string_view);

@@ -7,7 +7,9 @@
 #pragma once
 
 #include <mp/codec.hpp>
+#include <mp/context.hpp>
 #include <mp/exceptions.hpp>
+#include <mp/task.hpp>
 #include <mp/time.hpp>
 
 #include <chrono>
@@ -62,19 +64,23 @@ class SemLock {
   friend class Condition;
 };
 
+// (The default constructors are not explicit, so aggregates holding these can be `{}`-initialised.)
 class Lock : public SemLock {
  public:
-  explicit Lock(Context* ctx = nullptr);
+  Lock() : Lock(nullptr) {}
+  explicit Lock(Context* ctx);
 };
 
 class RLock : public SemLock {
  public:
-  explicit RLock(Context* ctx = nullptr);
+  RLock() : RLock(nullptr) {}
+  explicit RLock(Context* ctx);
 };
 
 class Semaphore : public SemLock {
  public:
-  explicit Semaphore(int value = 1, Context* ctx = nullptr);
+  Semaphore() : Semaphore(1) {}
+  explicit Semaphore(int value, Context* ctx = nullptr);
   // The count (where the OS reports it; see README for macOS).
   int get_value() const;
 
@@ -85,13 +91,15 @@ class Semaphore : public SemLock {
 // A Semaphore that refuses release() past its initial value (mp::ValueError).
 class BoundedSemaphore : public Semaphore {
  public:
-  explicit BoundedSemaphore(int value = 1, Context* ctx = nullptr);
+  BoundedSemaphore() : BoundedSemaphore(1) {}
+  explicit BoundedSemaphore(int value, Context* ctx = nullptr);
 };
 
 // CPython's Condition over a Lock or RLock (an RLock by default), with its own lock Lockable.
 class Condition {
  public:
-  explicit Condition(std::optional<SemLock> lock = {}, Context* ctx = nullptr);
+  Condition() : Condition(std::nullopt) {}
+  explicit Condition(std::optional<SemLock> lock, Context* ctx = nullptr);
   bool acquire(bool block = true, Timeout timeout = {}) { return lock_.acquire(block, timeout); }
   void release() { lock_.release(); }
   void lock() { lock_.lock(); }
@@ -117,7 +125,8 @@ class Condition {
 
 class Event {
  public:
-  explicit Event(Context* ctx = nullptr);
+  Event() : Event(nullptr) {}
+  explicit Event(Context* ctx);
   bool is_set();
   void set();
   void clear();
@@ -132,6 +141,57 @@ class Event {
 };
 
 namespace detail {
+struct BarrierShared;
+}  // namespace detail
+
+// CPython's Barrier (threading.Barrier over a Condition and two shared integers): `parties`
+// processes or threads meet at wait(); the last to arrive runs `action` (any callable; under
+// spawn/forkserver a plain function, captureless lambda or MP_TASK_TYPE object, as a Process
+// target) and releases them all. A timeout or abort() breaks it: mp::BrokenBarrierError.
+class Barrier {
+ public:
+  Barrier() = default;  // a placeholder to decode into
+  explicit Barrier(int parties, Timeout timeout = {}, Context* ctx = nullptr)
+      : Barrier(Made{}, parties, nullptr, timeout, ctx) {}
+  Barrier(int parties, std::nullptr_t, Timeout timeout = {}, Context* ctx = nullptr)
+      : Barrier(Made{}, parties, nullptr, timeout, ctx) {}
+  template <class F>
+    requires std::is_invocable_v<std::decay_t<F>&>
+  Barrier(int parties, F&& action, Timeout timeout = {}, Context* ctx = nullptr)
+      : Barrier(Made{}, parties, make_action(std::forward<F>(action)), timeout, ctx) {}
+
+  // The arrival index (0 .. parties-1); empty timeout: the barrier's own.
+  int wait(Timeout timeout = {});
+  void reset();
+  void abort();
+  int parties() const;
+  int n_waiting() const;
+  bool broken() const;
+
+  void save(detail::Encoder& enc) const;
+  void load(detail::Decoder& dec);
+
+ private:
+  template <class F>
+  static std::shared_ptr<detail::TaskBase> make_action(F&& f) {
+    if constexpr (std::is_constructible_v<bool, const std::decay_t<F>&>) {
+      if (!static_cast<bool>(f)) return nullptr;  // an empty std::function or null pointer
+    }
+    return std::shared_ptr<detail::TaskBase>(detail::make_task(std::forward<F>(f)));
+  }
+  struct Made {};
+  Barrier(Made, int parties, std::shared_ptr<detail::TaskBase> action, Timeout timeout, Context* ctx);
+  std::shared_ptr<detail::BarrierShared> shared_;
+};
+
+template <class F>
+Barrier Context::Barrier(int parties, F&& action, Timeout timeout) {
+  return mp::Barrier(parties, std::forward<F>(action), timeout, this);
+}
+
+namespace detail {
+template <>
+struct handle_type<Barrier> : std::true_type {};
 template <>
 struct handle_type<SemLock> : std::true_type {};
 template <>

@@ -150,6 +150,8 @@ class TaskBase {
  public:
   virtual ~TaskBase() = default;
   virtual void run() = 0;
+  // Calls the target again, with copies of the arguments (for callbacks that run many times).
+  virtual void call() = 0;
   // Fills `out` for a child in a fresh address space, or says why this target cannot go there.
   virtual std::optional<std::string> describe(TaskDescriptor& out) const = 0;
 };
@@ -162,6 +164,14 @@ class Task final : public TaskBase {
 
   void run() override {
     std::apply([this](A&... a) { std::invoke(std::move(f_), std::move(a)...); }, args_);
+  }
+
+  void call() override {
+    if constexpr (std::is_invocable_v<F&, const A&...>) {
+      std::apply([this](const A&... a) { std::invoke(f_, a...); }, args_);
+    } else {
+      throw ValueError("mp: this callable cannot be called more than once (it takes its arguments by rvalue)");
+    }
   }
 
   std::optional<std::string> describe(TaskDescriptor& out) const override {

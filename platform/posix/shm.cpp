@@ -1,0 +1,71 @@
+#include "platform/shm.hpp"
+#include "platform/error.hpp"
+#include "platform/unique_handle.hpp"
+#include "core/src/random.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <utility>
+
+namespace mp::platform {
+
+namespace {
+void* map(int fd, std::size_t size) {
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) throw_last_error("mmap");
+  return p;
+}
+}  // namespace
+
+std::string SharedMemorySegment::random_name() { return "/mp-" + detail::random_token(20); }
+
+SharedMemorySegment SharedMemorySegment::create(const std::string& name, std::size_t size) {
+  if (size == 0) throw std::system_error(std::make_error_code(std::errc::invalid_argument), "shared memory of size 0");
+  UniqueHandle fd(::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600));
+  if (!fd) throw_last_error("shm_open(" + name + ", O_CREAT|O_EXCL)");
+  if (::ftruncate(fd.get(), static_cast<off_t>(size)) < 0) {
+    auto ec = last_error();
+    ::shm_unlink(name.c_str());
+    throw std::system_error(ec, "ftruncate(" + name + ")");
+  }
+  return SharedMemorySegment(map(fd.get(), size), size, name);
+}
+
+SharedMemorySegment SharedMemorySegment::open(const std::string& name) {
+  UniqueHandle fd(::shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0600));
+  if (!fd) throw_last_error("shm_open(" + name + ")");
+  struct stat st;
+  if (::fstat(fd.get(), &st) < 0) throw_last_error("fstat(" + name + ")");
+  auto size = static_cast<std::size_t>(st.st_size);
+  if (size == 0) throw std::system_error(std::make_error_code(std::errc::invalid_argument), "shared memory " + name + " is empty");
+  return SharedMemorySegment(map(fd.get(), size), size, name);
+}
+
+void SharedMemorySegment::unlink(const std::string& name) {
+  if (::shm_unlink(name.c_str()) < 0) throw_last_error("shm_unlink(" + name + ")");
+}
+
+SharedMemorySegment::SharedMemorySegment(SharedMemorySegment&& o) noexcept
+    : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)), name_(std::move(o.name_)) {}
+
+SharedMemorySegment& SharedMemorySegment::operator=(SharedMemorySegment&& o) noexcept {
+  if (this != &o) {
+    close();
+    data_ = std::exchange(o.data_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+    name_ = std::move(o.name_);
+  }
+  return *this;
+}
+
+SharedMemorySegment::~SharedMemorySegment() { close(); }
+
+void SharedMemorySegment::close() noexcept {
+  if (data_ != nullptr) ::munmap(data_, size_);
+  data_ = nullptr;
+  size_ = 0;
+}
+
+}  // namespace mp::platform
