@@ -354,25 +354,7 @@ int run_prepared(PrepData& prep, std::vector<native_handle_t> handles) {
   const TaskDescriptor& task = prep.task;
   return bootstrap_with_parent(*G.self_process, prep.parent_name, prep.parent_pid, [&task, &handles] {
     Decoder dec(task.payload, handles);
-    switch (task.kind) {
-      case TaskDescriptor::none:
-        return;
-      case TaskDescriptor::by_name: {
-        const TaskRegistration* reg = find_task(task.name);
-        if (reg == nullptr) {
-          throw ProcessError("mp: no task named '" + task.name + "' is registered in this executable (MP_TASK / MP_TASK_TYPE)");
-        }
-        reg->trampoline(dec);
-        return;
-      }
-      case TaskDescriptor::by_address: {
-        auto trampoline = reinterpret_cast<Trampoline>(resolve_code(task.entry));
-        trampoline(dec);
-        return;
-      }
-      default:
-        throw DecodeError("mp: unknown task kind in the preparation data");
-    }
+    run_task(task, dec);
   });
 }
 

@@ -300,15 +300,9 @@ struct BarrierShared {
   void run_action() {
     if (action) {
       action->call();
-    } else if (received && received->kind != TaskDescriptor::none) {
+    } else if (received) {
       Decoder dec(received->payload);
-      if (received->kind == TaskDescriptor::by_name) {
-        const TaskRegistration* reg = find_task(received->name);
-        if (reg == nullptr) throw ProcessError("mp: Barrier action '" + received->name + "' is not registered here");
-        reg->trampoline(dec);
-      } else {
-        reinterpret_cast<Trampoline>(resolve_code(received->entry))(dec);
-      }
+      run_task(*received, dec);
     }
   }
 

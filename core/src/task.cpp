@@ -92,4 +92,24 @@ void* resolve_code(const CodeRef& ref) {
   return reinterpret_cast<void*>(m->base + ref.offset);
 }
 
+void run_task(const TaskDescriptor& task, Decoder& dec) {
+  switch (task.kind) {
+    case TaskDescriptor::none:
+      return;
+    case TaskDescriptor::by_name: {
+      const TaskRegistration* reg = find_task(task.name);
+      if (reg == nullptr) {
+        throw ProcessError("mp: no task named '" + task.name + "' is registered in this executable (MP_TASK / MP_TASK_TYPE)");
+      }
+      reg->trampoline(dec);
+      return;
+    }
+    case TaskDescriptor::by_address:
+      reinterpret_cast<Trampoline>(resolve_code(task.entry))(dec);
+      return;
+    default:
+      throw DecodeError("mp: unknown task kind");
+  }
+}
+
 }  // namespace mp::detail

@@ -59,6 +59,9 @@ struct TaskDescriptor {
   void serialize(A& a) { a(kind, name, entry, payload); }
 };
 
+// Runs a described target: finds its trampoline by name or address and lets it decode `payload`.
+void run_task(const TaskDescriptor& task, Decoder& payload);
+
 struct TaskRegistration {
   std::string name;
   const void* function = nullptr;           // MP_TASK: the function
