@@ -9,7 +9,8 @@ then prints, per case, the three figures, the ratios and the case's targets with
 
     python3 bench/run.py                          # build dir: <repo>/build (or ./build)
     python3 bench/run.py --build-dir build-bench --quick --only fork,spawn --json out.json
-    python3 bench/run.py --only connection        # a group: process, connection, pingpong, throughput
+    python3 bench/run.py --only connection        # a group: process, connection, pingpong, throughput,
+                                                  # sync, sync_pingpong
     python3 bench/run.py --only 'pp_*_same_cpu'   # a shell-style pattern over the case names
 
 The baselines print one JSON object per line ({"case", "metric", "value", "unit"}). If the
@@ -63,6 +64,7 @@ class CaseDef:
     max_over_raw: float | None = None  # target (times): mp / raw at most this
     min_of_raw: float | None = None    # target (rates): mp / raw at least this
     min_speedup_vs_python: float | None = None  # target: mp at least this many times faster
+    max_us: float | None = None        # target (times): mp's own figure at most this many microseconds
     higher_is_better: bool = False     # rates (msg/s, GB/s) rather than times
     context: tuple[Ref, ...] = ()      # more figures shown for comparison, no target
     alt: Ref | None = None             # a second raw figure, its ratio in its own column, no target
@@ -172,7 +174,58 @@ def _connection_cases() -> list[CaseDef]:
     return out
 
 
-CASES: list[CaseDef] = PROCESS_CASES + _connection_cases()
+# Synchronization primitives (bench_sync). Uncontended figures are per acquire+release pair (or
+# set+clear), in this process; the raw limit is one pair of sem_wait+sem_post on a process-shared
+# sem_t (mp's Lock, RLock, Semaphore and Event are named POSIX semaphores, the same sem_t).
+LIMIT_SEM_PAIR = Ref("limits", "sem_pshared", "wait_post", "sem_t wait+post, pshared (limits.c)")
+CXX_SEM_PAIR = Ref("mp", "raw_sem_pshared_wait_post", label="sem_t wait+post, pshared (bench_sync)")
+LIMIT_SEM_OPEN = Ref("limits", "sem_open", "open_close_unlink", "sem_open+sem_close+sem_unlink (limits.c)")
+CXX_SEM_OPEN = Ref("mp", "raw_sem_open_unlink_close", label="sem_open+sem_unlink+sem_close (bench_sync)")
+LIMIT_MUTEX = Ref("limits", "pthread_mutex_pshared", "lock_unlock",
+                  "pthread_mutex lock+unlock, pshared (limits.c)")
+SYNC_MAX_OVER_SEM = 1.5   # issue: Lock and Semaphore acquire+release at most 1.5x a raw sem_t pair
+EVENT_MAX_US = 0.050      # issue: Event set+clear at most 50 ns
+
+
+def _sync_cases() -> list[CaseDef]:
+    g = ("sync",)
+    out = [
+        CaseDef(key="sync_lock", title="Lock acquire+release, uncontended", binary="bench_sync", groups=g,
+                mp=Ref("mp", "lock_acquire_release"),
+                python=Ref("py", "lock", "acquire_release"), py_case="sync",
+                raw=(LIMIT_SEM_PAIR, CXX_SEM_PAIR), max_over_raw=SYNC_MAX_OVER_SEM, alt=CXX_SEM_PAIR,
+                context=(LIMIT_MUTEX,)),
+        CaseDef(key="sync_rlock", title="RLock acquire+release, uncontended", binary="bench_sync", groups=g,
+                mp=Ref("mp", "rlock_acquire_release"),
+                raw=(LIMIT_SEM_PAIR, CXX_SEM_PAIR), alt=CXX_SEM_PAIR),
+        CaseDef(key="sync_semaphore", title="Semaphore acquire+release, uncontended", binary="bench_sync", groups=g,
+                mp=Ref("mp", "semaphore_acquire_release"),
+                python=Ref("py", "semaphore", "acquire_release"), py_case="sync",
+                raw=(LIMIT_SEM_PAIR, CXX_SEM_PAIR), max_over_raw=SYNC_MAX_OVER_SEM, alt=CXX_SEM_PAIR),
+        # The raw pair only shows the scale: Event::set()+clear() is many semaphore calls.
+        CaseDef(key="sync_event", title="Event set+clear", binary="bench_sync", groups=g,
+                mp=Ref("mp", "event_set_clear"),
+                python=Ref("py", "event", "set_clear"), py_case="sync",
+                raw=(LIMIT_SEM_PAIR, CXX_SEM_PAIR), alt=CXX_SEM_PAIR, max_us=EVENT_MAX_US),
+        CaseDef(key="sync_lock_create", title="Lock() create+destroy", binary="bench_sync", groups=g,
+                mp=Ref("mp", "lock_create_destroy"),
+                python=Ref("py", "lock", "create_destroy"), py_case="sync",
+                raw=(LIMIT_SEM_OPEN, CXX_SEM_OPEN), alt=CXX_SEM_OPEN),
+    ]
+    # Two processes handing a token back and forth: the raw limit is limits.c's sem_t ping-pong
+    # (two process-shared sem_t, same placement); reported, no target.
+    for what, title in (("lock", "two Locks"), ("condition", "Condition(Lock) notify/wait_for")):
+        for pl, suffix, pl_title in PLACEMENTS:
+            limit = Ref("limits", "sem_pingpong", "rtt" + suffix, f"sem_t ping-pong, {pl_title} (limits.c)")
+            own = Ref("mp", f"raw_sem_pingpong/{pl}", label=f"sem_t ping-pong, {pl_title} (bench_sync)")
+            out.append(CaseDef(
+                key=f"sync_pp_{what}_{pl}", title=f"Ping-pong between two processes, {title}, {pl_title}",
+                binary="bench_sync", groups=("sync", "sync_pingpong"),
+                mp=Ref("mp", f"{what}_pingpong/{pl}"), raw=(limit, own), alt=own))
+    return out
+
+
+CASES: list[CaseDef] = PROCESS_CASES + _connection_cases() + _sync_cases()
 
 # Extra arguments a bench program takes in a --quick run.
 QUICK_ARGS = {"bench_connection": ["--total_mib=128"]}   # as py_baseline.py --quick: 128 MiB streams
@@ -417,6 +470,9 @@ def evaluate(c: CaseDef, res: Results) -> dict:
         checks["raw"] = None if over_raw is None else over_raw >= c.min_of_raw
     if c.min_speedup_vs_python is not None:
         checks["python"] = None if speedup is None else speedup >= c.min_speedup_vs_python
+    if c.max_us is not None:
+        mp_us = in_us(mp_fig)
+        checks["abs"] = None if mp_us is None else mp_us <= c.max_us
     known = [v for v in checks.values() if v is not None]
     failed = mp_fig is not None and mp_fig.note.startswith("error")
     verdict = "ERROR" if failed else "MISS" if any(v is False for v in known) else ("PASS" if known and len(known) == len(checks) else
@@ -439,7 +495,8 @@ def ratio(x: float | None) -> str:
 
 def print_table(cases: list[CaseDef], rows: list[dict], res: Results, have_baseline: bool) -> None:
     with_alt = any(c.alt for c in cases)
-    header = ["case", "mp", "CPython", "raw limit", "mp/raw", "target", ""]
+    with_abs = any(c.max_us is not None for c in cases)
+    header = ["case", "mp"] + (["target", ""] if with_abs else []) + ["CPython", "raw limit", "mp/raw", "target", ""]
     if with_alt:
         header += ["raw (bench)", "mp/bench"]
     header += ["mp speedup", "target", "", "verdict"]
@@ -447,7 +504,11 @@ def print_table(cases: list[CaseDef], rows: list[dict], res: Results, have_basel
     for c, r in zip(cases, rows):
         raw_target = (f"<= {c.max_over_raw:g}x" if c.max_over_raw else
                       f">= {c.min_of_raw:g}x" if c.min_of_raw else "")
-        row = [c.key, fmt_fig(r["mp"]), fmt_fig(r["python"]), fmt_fig(r["raw"]),
+        row = [c.key, fmt_fig(r["mp"])]
+        if with_abs:
+            row += [f"<= {fmt_fig(Figure(c.max_us, 'us'))}" if c.max_us is not None else "",
+                    mark(r["checks"].get("abs")) if "abs" in r["checks"] else ""]
+        row += [fmt_fig(r["python"]), fmt_fig(r["raw"]),
                ratio(r["mp_over_raw"]), raw_target,
                mark(r["checks"].get("raw")) if "raw" in r["checks"] else ""]
         if with_alt:
@@ -466,10 +527,16 @@ def print_table(cases: list[CaseDef], rows: list[dict], res: Results, have_basel
     print()
     print("mp/raw: mp's figure over the raw one (times: lower is better; rates: higher is better); "
           "mp speedup: how many times better than CPython")
+    if with_abs:
+        print("target after mp: a bound on mp's own figure")
     if with_alt:
-        print("raw (bench): the raw system calls timed by the bench program itself, just before mp's case, "
-              "no target (ping-pong: the same 64 B exchange;\n  streams: write()s and read()s of the message's "
-              "size into buffers of that size, what memory allows at that footprint)")
+        print("raw (bench): the raw system calls timed by the bench program itself, in the same run, no target")
+        if any(c.alt and c.binary == "bench_connection" for c in cases):
+            print("  connection ping-pong: the same 64 B exchange; streams: write()s and read()s of the message's "
+                  "size into buffers of that size,\n  what memory allows at that footprint")
+        if any(c.alt and c.binary == "bench_sync" for c in cases):
+            print("  sync: as limits.c - one sem_wait+sem_post on a process-shared sem_t; sem_open+sem_unlink+"
+                  "sem_close;\n  two process-shared sem_t ping-pong (fork(), same placement)")
     print("raw limit used:")
     by_label: dict[str, list[str]] = {}
     for c, r in zip(cases, rows):
@@ -593,6 +660,7 @@ def main() -> int:
                 "alt": to_json(r["alt"]), "alt_source": c.alt.label if c.alt else None,
                 "mp_over_alt": r["mp_over_alt"],
                 "python_over_mp": r["python_over_mp"], "target_python_over_mp_min": c.min_speedup_vs_python,
+                "target_mp_max_us": c.max_us,
                 "checks": r["checks"], "verdict": r["verdict"],
             } for c, r in zip(cases, rows)],
             "context": {ref.label or ref.case: to_json(res.get(ref)) for c in cases for ref in c.context},

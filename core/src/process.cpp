@@ -42,8 +42,6 @@ void atfork_prepare();
 void atfork_parent();
 void atfork_child();
 
-std::atomic<unsigned> g_fork_generation{0};
-
 Globals& g() {
   // Never destroyed: the exit function and at-fork handlers use it until the very end.
   static Globals* globals = [] {
@@ -244,7 +242,7 @@ SpawnRequest prepare_spawn(Process& self, ProcessState& s, const std::string& me
 
 }  // namespace
 
-unsigned fork_generation() noexcept { return g_fork_generation.load(std::memory_order_relaxed); }
+std::atomic<unsigned> g_fork_generation{0};
 
 std::string current_process_name() {
   Globals& G = g();

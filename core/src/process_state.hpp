@@ -9,6 +9,7 @@
 #include "popen.hpp"
 #include "wire.hpp"
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -74,7 +75,8 @@ struct ProcessAccess {
 
 // Bumped in every forked child: objects holding per-process state (lock counters) compare it to
 // the value they saw to notice that they now live in a child.
-unsigned fork_generation() noexcept;
+extern std::atomic<unsigned> g_fork_generation;
+inline unsigned fork_generation() noexcept { return g_fork_generation.load(std::memory_order_relaxed); }
 
 // The name of this process, for log lines ("MainProcess" in the main process).
 std::string current_process_name();

@@ -40,7 +40,7 @@ struct SemLockState {
   // After a fork, the counters describe the parent: forget them (CPython's _after_fork).
   void refresh() {
     unsigned g = fork_generation();
-    if (generation.load(std::memory_order_relaxed) != g) {
+    if (generation.load(std::memory_order_relaxed) != g) [[unlikely]] {
       count = 0;
       last_tid = std::thread::id{};
       unlink_on_destroy = false;  // the name is the parent's to remove
@@ -48,10 +48,16 @@ struct SemLockState {
     }
   }
 
-  // Threads of one process share these counters (CPython relies on its GIL here): the holder
-  // writes last_tid before count, and readers read count before last_tid, so no thread can see a
-  // positive count together with its own stale id.
-  bool is_mine() const { return count.load() > 0 && last_tid.load() == std::this_thread::get_id(); }
+  // Only Lock and RLock (one holder at a time) keep the owner; a counting Semaphore has none.
+  bool tracks_owner() const noexcept { return kind == 0 || maxvalue == 1; }
+
+  // Threads of one process share these counters (CPython relies on its GIL here). Only the holder
+  // writes them: last_tid, then count with release order; readers load count with acquire order,
+  // then last_tid, so no thread can see a positive count together with its own stale id.
+  bool is_mine() const {
+    return count.load(std::memory_order_acquire) > 0 &&
+           last_tid.load(std::memory_order_relaxed) == std::this_thread::get_id();
+  }
 };
 
 }  // namespace mp::detail
@@ -98,7 +104,7 @@ SemLockState& live(const std::shared_ptr<SemLockState>& s) {
 bool SemLock::acquire(bool block, Timeout timeout) {
   SemLockState& s = live(state_);
   if (s.kind == recursive_mutex && s.is_mine()) {
-    ++s.count;
+    s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     return true;
   }
   bool ok;
@@ -109,8 +115,10 @@ bool SemLock::acquire(bool block, Timeout timeout) {
     ok = s.sem.acquire(timeout);
   }
   if (!ok) return false;
-  s.last_tid = std::this_thread::get_id();
-  ++s.count;
+  if (s.tracks_owner()) {
+    s.last_tid.store(std::this_thread::get_id(), std::memory_order_relaxed);
+    s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
   return true;
 }
 
@@ -118,10 +126,12 @@ void SemLock::release() {
   SemLockState& s = live(state_);
   if (s.kind == recursive_mutex) {
     if (!s.is_mine()) throw AssertionError("attempt to release recursive lock not owned by thread");
-    if (s.count > 1) {
-      --s.count;
+    if (int c = s.count.load(std::memory_order_relaxed); c > 1) {
+      s.count.store(c - 1, std::memory_order_release);
       return;
     }
+  } else if (s.maxvalue == INT_MAX) {
+    // An unbounded Semaphore: sem_post itself reports overflow (EOVERFLOW), no need to read it.
   } else if (std::optional<int> v = s.sem.value()) {
     // As CPython: not an absolute guarantee, but it catches the misuse.
     if (*v >= s.maxvalue) throw ValueError("semaphore or lock released too many times");
@@ -133,8 +143,7 @@ void SemLock::release() {
     }
   }
   // Give up ownership before the semaphore can pass to another thread.
-  if (s.kind == recursive_mutex) s.count = 0;
-  else --s.count;
+  if (s.tracks_owner()) s.count.store(0, std::memory_order_release);
   s.sem.release();
 }
 
