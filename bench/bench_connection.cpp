@@ -63,55 +63,23 @@
 #define MP_BENCH_HAVE_LINUX 0
 #endif
 
+#include "placement.hpp"
+
 namespace {
 
 std::size_t g_total_bytes = std::size_t{512} << 20;  // per throughput iteration
 
 // ---- placements ---------------------------------------------------------------------------------
 
-struct Placement {
-  const char* name;
-  int parent;  // CPU, or -1: any
-  int child;
-};
-constexpr Placement kPlacements[] = {{"unpinned", -1, -1}, {"same_cpu", 0, 0}, {"cross_cpu", 0, 1}};
+using mp_bench::kPlacements;
+using mp_bench::Placement;
 
 #if MP_BENCH_HAVE_LINUX
-bool cpu_allowed(int cpu) {
-  if (cpu < 0) return true;
-  cpu_set_t s;
-  CPU_ZERO(&s);
-  if (::sched_getaffinity(0, sizeof s, &s) != 0) return false;
-  return CPU_ISSET(cpu, &s);
-}
+using mp_bench::cpu_allowed;
 
-// Pins the calling process to `cpu` (nothing for -1); the child's first act.
-void pin_self(int cpu) {
-  if (cpu < 0) return;
-  cpu_set_t s;
-  CPU_ZERO(&s);
-  CPU_SET(cpu, &s);
-  if (::sched_setaffinity(0, sizeof s, &s) != 0) throw std::runtime_error(std::string("sched_setaffinity: ") + std::strerror(errno));
-}
+using mp_bench::pin_to;
 
-// The parent's placement for the lifetime of one benchmark run; the former affinity comes back.
-class ParentPin {
- public:
-  explicit ParentPin(int cpu) {
-    CPU_ZERO(&saved_);
-    have_ = ::sched_getaffinity(0, sizeof saved_, &saved_) == 0;
-    pin_self(cpu);
-  }
-  ~ParentPin() {
-    if (have_) ::sched_setaffinity(0, sizeof saved_, &saved_);
-  }
-  ParentPin(const ParentPin&) = delete;
-  ParentPin& operator=(const ParentPin&) = delete;
-
- private:
-  cpu_set_t saved_;
-  bool have_ = false;
-};
+using mp_bench::ParentPin;
 #endif
 
 // ---- the child process --------------------------------------------------------------------------
@@ -167,7 +135,7 @@ enum class Mode { bytes_into, bytes_alloc, object };
 // The child of a ping-pong: echoes until an empty message (Small{-1} for objects).
 void echo(mp::Connection rx, mp::Connection tx, Mode mode, int cpu) {
 #if MP_BENCH_HAVE_LINUX
-  pin_self(cpu);
+  pin_to(cpu);
 #else
   (void)cpu;
 #endif
@@ -260,7 +228,7 @@ void conn_pingpong(benchmark::State& state, Mode mode, bool duplex, Placement pl
 // messages of `size` bytes; an empty request ends it.
 void blast(mp::Connection data, mp::Connection control, std::size_t size, int cpu) {
 #if MP_BENCH_HAVE_LINUX
-  pin_self(cpu);
+  pin_to(cpu);
 #else
   (void)cpu;
 #endif
@@ -414,7 +382,7 @@ pid_t raw_child(RawFds& fds, int cpu, Body body) {
     fds.close_parent_side();
     bool ok = false;
     try {
-      pin_self(cpu);
+      pin_to(cpu);
       ok = body(fds.crd, fds.cwr);
     } catch (...) {
     }

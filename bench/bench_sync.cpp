@@ -66,6 +66,8 @@
 #define MP_BENCH_HAVE_LINUX 0
 #endif
 
+#include "placement.hpp"
+
 namespace {
 
 constexpr mp::Seconds kTimeout{10};        // any single wait of a ping-pong
@@ -142,29 +144,12 @@ class SharedMap {
   T* p_ = nullptr;
 };
 
-struct Placement {
-  const char* name;
-  int parent;  // CPU, or -1: any
-  int child;
-};
-constexpr Placement kPlacements[] = {{"unpinned", -1, -1}, {"same_cpu", 0, 0}, {"cross_cpu", 0, 1}};
+using mp_bench::kPlacements;
+using mp_bench::Placement;
 
-bool cpu_allowed(int cpu) {
-  if (cpu < 0) return true;
-  cpu_set_t s;
-  CPU_ZERO(&s);
-  if (::sched_getaffinity(0, sizeof s, &s) != 0) return false;
-  return CPU_ISSET(cpu, &s);
-}
+using mp_bench::cpu_allowed;
 
-// Pins the calling process to `cpu` (nothing for -1).
-void pin_to(int cpu) {
-  if (cpu < 0) return;
-  cpu_set_t s;
-  CPU_ZERO(&s);
-  CPU_SET(cpu, &s);
-  if (::sched_setaffinity(0, sizeof s, &s) != 0) throw std::runtime_error(std::string("sched_setaffinity: ") + std::strerror(errno));
-}
+using mp_bench::pin_to;
 
 pid_t g_bench_pid = -1;  // this program's process: the parent of every child
 
@@ -176,24 +161,7 @@ void child_setup(int cpu) {
   pin_to(cpu);
 }
 
-// The parent's placement for the lifetime of one benchmark run; the former affinity comes back.
-class ParentPin {
- public:
-  explicit ParentPin(int cpu) {
-    CPU_ZERO(&saved_);
-    have_ = ::sched_getaffinity(0, sizeof saved_, &saved_) == 0;
-    pin_to(cpu);
-  }
-  ~ParentPin() {
-    if (have_) ::sched_setaffinity(0, sizeof saved_, &saved_);
-  }
-  ParentPin(const ParentPin&) = delete;
-  ParentPin& operator=(const ParentPin&) = delete;
-
- private:
-  cpu_set_t saved_;
-  bool have_ = false;
-};
+using mp_bench::ParentPin;
 
 // ---- the mp child -------------------------------------------------------------------------------
 
