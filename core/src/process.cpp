@@ -478,10 +478,10 @@ bool Process::join(Timeout timeout) {
   if (s.role == Role::current || s.parent_pid != platform::current_pid()) {
     throw AssertionError("can only join a child process");
   }
-  detail::Popen* popen;
+  std::shared_ptr<detail::Popen> popen;
   {
     std::lock_guard lock(s.mutex);
-    popen = s.popen.get();
+    popen = s.popen;
   }
   if (popen == nullptr) throw AssertionError("can only join a started process");
   auto code = popen->wait(timeout);

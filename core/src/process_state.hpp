@@ -37,7 +37,7 @@ struct ProcessState {
   Context* context = nullptr;
   std::string start_method;
   std::unique_ptr<TaskBase> task;
-  std::unique_ptr<Popen> popen;
+  std::shared_ptr<Popen> popen;  // shared: a join() in progress keeps it alive across close()
   bool closed = false;
   // Role::parent: the parent's pid and the handle that reads EOF when it is gone.
   int pid = 0;
