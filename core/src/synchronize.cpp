@@ -14,28 +14,76 @@
 
 namespace mp::detail {
 
+// The name of an OS object (semaphore, shared memory) and who removes it. CPython's rule: under
+// the fork context the creator removes it at once (children inherit the mapping, and the object
+// cannot go to a spawn child); otherwise it lives until the creating process's last handle goes —
+// never removed from a forked copy, nor by a process that only opened it.
+class OwnedName {
+ public:
+  using Unlink = void (*)(const std::string&);
+  OwnedName() = default;
+  static OwnedName created(std::string name, Unlink unlink, Context* ctx) {
+    OwnedName n;
+    n.name_ = std::move(name);
+    if (resolve_start_method(ctx) == "fork") {
+      unlink(n.name_);
+      n.fork_only_ = true;
+    } else {
+      n.unlink_ = unlink;
+      n.generation_ = fork_generation();
+    }
+    return n;
+  }
+  static OwnedName opened(std::string name) {
+    OwnedName n;
+    n.name_ = std::move(name);
+    return n;
+  }
+  OwnedName(OwnedName&& o) noexcept
+      : name_(std::move(o.name_)), unlink_(std::exchange(o.unlink_, nullptr)), fork_only_(o.fork_only_),
+        generation_(o.generation_) {}
+  OwnedName& operator=(OwnedName&& o) noexcept {
+    if (this != &o) {
+      remove();
+      name_ = std::move(o.name_);
+      unlink_ = std::exchange(o.unlink_, nullptr);
+      fork_only_ = o.fork_only_;
+      generation_ = o.generation_;
+    }
+    return *this;
+  }
+  ~OwnedName() { remove(); }
+
+  const std::string& str() const noexcept { return name_; }
+  bool fork_only() const noexcept { return fork_only_; }
+
+ private:
+  void remove() noexcept {
+    if (unlink_ != nullptr && generation_ == fork_generation()) {
+      try {
+        unlink_(name_);
+      } catch (const std::exception&) {
+        // Already gone (removed by hand or by the tracker): nothing to do.
+      }
+    }
+    unlink_ = nullptr;
+  }
+  std::string name_;
+  Unlink unlink_ = nullptr;  // set in the creating process, unless already removed
+  bool fork_only_ = false;
+  unsigned generation_ = 0;
+};
+
 struct SemLockState {
   platform::NamedSemaphore sem;
-  std::string name;
+  OwnedName name;
   int kind = 0;
   int maxvalue = 1;
-  bool unlink_on_destroy = false;  // the creator, under spawn/forkserver: the name lives until then
-  bool fork_only = false;          // unlinked at creation (fork context): cannot go to a spawn child
   // This process's view (CPython keeps it in the SemLock object): how many times it holds the
   // semaphore and which thread took it last. A forked child starts from zero.
   std::atomic<int> count{0};
   std::atomic<std::thread::id> last_tid{};
   std::atomic<unsigned> generation{0};
-
-  ~SemLockState() {
-    if (unlink_on_destroy && generation.load() == fork_generation()) {
-      try {
-        platform::NamedSemaphore::unlink(name);
-      } catch (const std::exception&) {
-        // Already gone (removed by hand or by the tracker): nothing to do.
-      }
-    }
-  }
 
   // After a fork, the counters describe the parent: forget them (CPython's _after_fork).
   void refresh() {
@@ -43,7 +91,6 @@ struct SemLockState {
     if (generation.load(std::memory_order_relaxed) != g) [[unlikely]] {
       count = 0;
       last_tid = std::thread::id{};
-      unlink_on_destroy = false;  // the name is the parent's to remove
       generation = g;
     }
   }
@@ -74,21 +121,14 @@ SemLock::SemLock(Kind kind, int value, int maxvalue, Context* ctx) {
   s->generation = detail::fork_generation();
   // An unguessable name; retried in the (astronomically unlikely) event it exists.
   for (int attempt = 0;; ++attempt) {
-    s->name = platform::NamedSemaphore::random_name();
+    std::string name = platform::NamedSemaphore::random_name();
     try {
-      s->sem = platform::NamedSemaphore::create(s->name, static_cast<unsigned>(value));
+      s->sem = platform::NamedSemaphore::create(name, static_cast<unsigned>(value));
+      s->name = detail::OwnedName::created(std::move(name), &platform::NamedSemaphore::unlink, ctx);
       break;
     } catch (const std::system_error& e) {
       if (e.code() != std::errc::file_exists || attempt > 8) throw;
     }
-  }
-  // As CPython: under fork the name is not needed once the semaphore exists (children inherit the
-  // mapping); under spawn and forkserver it stays until children have opened it.
-  if (detail::resolve_start_method(ctx) == "fork") {
-    platform::NamedSemaphore::unlink(s->name);
-    s->fork_only = true;
-  } else {
-    s->unlink_on_destroy = true;
   }
   state_ = std::move(s);
 }
@@ -149,24 +189,26 @@ void SemLock::release() {
 
 bool SemLock::is_mine() const { return live(state_).is_mine(); }
 int SemLock::count() const { return live(state_).count; }
-const std::string& SemLock::name() const { return live(state_).name; }
+const std::string& SemLock::name() const { return live(state_).name.str(); }
 std::optional<int> SemLock::value() const { return live(state_).sem.value(); }
 
 void SemLock::save(detail::Encoder& enc) const {
   SemLockState& s = live(state_);
-  if (s.fork_only) {
+  if (s.name.fork_only()) {
     throw ProcessError(
         "A SemLock created in a fork context is being shared with a process in a spawn context. This is "
         "not supported. Please use the same context to create multiprocessing objects and Process.");
   }
-  enc(s.name, s.kind, s.maxvalue);
+  enc(s.name.str(), s.kind, s.maxvalue);
 }
 
 void SemLock::load(detail::Decoder& dec) {
   auto s = std::make_shared<SemLockState>();
-  dec(s->name, s->kind, s->maxvalue);
+  std::string name;
+  dec(name, s->kind, s->maxvalue);
   if (s->kind != recursive_mutex && s->kind != semaphore) throw DecodeError("mp: unknown SemLock kind");
-  s->sem = platform::NamedSemaphore::open(s->name);
+  s->sem = platform::NamedSemaphore::open(name);
+  s->name = detail::OwnedName::opened(std::move(name));
   s->generation = detail::fork_generation();
   state_ = std::move(s);
 }
@@ -296,10 +338,7 @@ struct BarrierShared {
   Timeout timeout;
   Condition cond{std::nullopt, nullptr};
   platform::SharedMemorySegment segment;  // two ints: state and count, read under the lock
-  std::string name;
-  bool unlink_on_destroy = false;
-  bool fork_only = false;
-  unsigned generation = 0;
+  OwnedName name;
   std::shared_ptr<TaskBase> action;        // made here: call() runs it
   std::optional<TaskDescriptor> received;  // arrived from the parent: run through its trampoline
 
@@ -312,15 +351,6 @@ struct BarrierShared {
     } else if (received) {
       Decoder dec(received->payload);
       run_task(*received, dec);
-    }
-  }
-
-  ~BarrierShared() {
-    if (unlink_on_destroy && generation == fork_generation()) {
-      try {
-        platform::SharedMemorySegment::unlink(name);
-      } catch (const std::exception&) {
-      }
     }
   }
 };
@@ -338,15 +368,9 @@ Barrier::Barrier(Made, int parties, std::shared_ptr<detail::TaskBase> action, Ti
   b->timeout = timeout;
   b->cond = mp::Condition(std::nullopt, ctx);
   b->action = std::move(action);
-  b->generation = detail::fork_generation();
-  b->name = platform::SharedMemorySegment::random_name();
-  b->segment = platform::SharedMemorySegment::create(b->name, 2 * sizeof(int));
-  if (detail::resolve_start_method(ctx) == "fork") {
-    platform::SharedMemorySegment::unlink(b->name);
-    b->fork_only = true;
-  } else {
-    b->unlink_on_destroy = true;
-  }
+  std::string name = platform::SharedMemorySegment::random_name();
+  b->segment = platform::SharedMemorySegment::create(name, 2 * sizeof(int));
+  b->name = detail::OwnedName::created(std::move(name), &platform::SharedMemorySegment::unlink, ctx);
   shared_ = std::move(b);
 }
 
@@ -432,7 +456,7 @@ bool Barrier::broken() const {
 
 void Barrier::save(detail::Encoder& enc) const {
   BarrierShared& b = live(shared_);
-  if (b.fork_only) {
+  if (b.name.fork_only()) {
     throw ProcessError("A Barrier created in a fork context is being shared with a process in a spawn context. "
                        "Please use the same context to create multiprocessing objects and Process.");
   }
@@ -445,19 +469,20 @@ void Barrier::save(detail::Encoder& enc) const {
   }
   std::optional<double> timeout;
   if (b.timeout) timeout = b.timeout->count();
-  enc(b.parties, timeout, b.cond, b.name, action);
+  enc(b.parties, timeout, b.cond, b.name.str(), action);
 }
 
 void Barrier::load(detail::Decoder& dec) {
   auto b = std::make_shared<BarrierShared>();
   std::optional<double> timeout;
   detail::TaskDescriptor action;
-  dec(b->parties, timeout, b->cond, b->name, action);
+  std::string name;
+  dec(b->parties, timeout, b->cond, name, action);
   if (timeout) b->timeout = Seconds(*timeout);
   b->received = std::move(action);
-  b->segment = platform::SharedMemorySegment::open(b->name);
+  b->segment = platform::SharedMemorySegment::open(name);
   if (b->segment.size() < 2 * sizeof(int)) throw DecodeError("mp: Barrier state too small");
-  b->generation = detail::fork_generation();
+  b->name = detail::OwnedName::opened(std::move(name));
   shared_ = std::move(b);
 }
 
