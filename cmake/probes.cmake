@@ -31,6 +31,11 @@ if(MP_PLATFORM STREQUAL posix)
   check_c_source_compiles("
     #include <sys/mman.h>
     int main(void) { return madvise(0, 0, MADV_HUGEPAGE); }" MP_PROBE_MADV_HUGEPAGE)
+  check_c_source_compiles("
+    #include <linux/futex.h>
+    #include <sys/syscall.h>
+    #include <unistd.h>
+    int main(void) { int w = 0; return (int)syscall(SYS_futex, &w, FUTEX_WAKE, 1, 0, 0, 0); }" MP_PROBE_FUTEX)
   # sem_getvalue exists on macOS but always fails there: the portable build goes without it.
   check_c_source_compiles("
     #include <semaphore.h>
@@ -54,12 +59,17 @@ if(MP_PLATFORM STREQUAL posix)
       int s = socket(AF_UNIX, SOCK_STREAM, 0);
       int r = bind(s, (struct sockaddr*)&a, (socklen_t)(sizeof(a.sun_family) + 9));
       close(s); return r == 0 ? 0 : 1; }" MP_PROBE_ABSTRACT_SOCKETS)
+  # glibc keeps named semaphores and shared memory as files in /dev/shm ("sem.NAME" and "NAME"):
+  # mp-tracker can list them there.
+  if(EXISTS /dev/shm)
+    set(MP_PROBE_DEV_SHM 1)
+  endif()
   if(EXISTS /proc/self/exe)
     set(MP_PROBE_PROCFS 1)
   endif()
 endif()
 
-foreach(f CLOSEFROM DL_ITERATE_PHDR PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD GLIBC_INIT_ARGV PROCFS ABSTRACT_SOCKETS NSGETARGV MADV_HUGEPAGE SEM_GETVALUE)
+foreach(f CLOSEFROM DL_ITERATE_PHDR PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD GLIBC_INIT_ARGV PROCFS ABSTRACT_SOCKETS NSGETARGV MADV_HUGEPAGE SEM_GETVALUE FUTEX DEV_SHM)
   if(MP_PROBE_${f})
     set(MP_HAVE_${f} 1)
   else()
@@ -68,11 +78,12 @@ foreach(f CLOSEFROM DL_ITERATE_PHDR PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD 
 endforeach()
 if(MP_PORTABLE_POSIX)
   # The macOS path: none of the Linux-only facilities.
-  foreach(f CLOSEFROM PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD PROCFS ABSTRACT_SOCKETS MADV_HUGEPAGE SEM_GETVALUE)
+  foreach(f CLOSEFROM PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD PROCFS ABSTRACT_SOCKETS MADV_HUGEPAGE SEM_GETVALUE FUTEX DEV_SHM)
     set(MP_HAVE_${f} 0)
   endforeach()
 endif()
 message(STATUS "mp probes: closefrom=${MP_HAVE_CLOSEFROM} dl_iterate_phdr=${MP_HAVE_DL_ITERATE_PHDR} "
                "pidfd=${MP_HAVE_PIDFD} affinity=${MP_HAVE_SCHED_GETAFFINITY} "
                "sem_timedwait=${MP_HAVE_SEM_TIMEDWAIT} memfd=${MP_HAVE_MEMFD} "
-               "init_argv=${MP_HAVE_GLIBC_INIT_ARGV} procfs=${MP_HAVE_PROCFS} abstract=${MP_HAVE_ABSTRACT_SOCKETS}")
+               "init_argv=${MP_HAVE_GLIBC_INIT_ARGV} procfs=${MP_HAVE_PROCFS} abstract=${MP_HAVE_ABSTRACT_SOCKETS} "
+               "futex=${MP_HAVE_FUTEX} dev_shm=${MP_HAVE_DEV_SHM}")

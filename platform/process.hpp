@@ -29,12 +29,21 @@ std::optional<int> reap(int pid, bool block);
 // Reaps any finished child; returns {pid, exit code}, or nullopt if none has finished.
 std::optional<std::pair<int, int>> reap_any();
 
+// Whether process `pid` exists and has not ended: false for no such process and, where the OS
+// says (/proc), for one that has ended but is not yet reaped (a zombie). Any process, not only
+// children of ours; one of another user counts as existing.
+bool process_exists(int pid) noexcept;
+
 // Sends a signal; a process that is already gone is not an error.
 void send_signal(int pid, int signal);
 extern const int signal_term;
 extern const int signal_kill;
 // "SIGTERM" for 15, or "" if unknown.
 std::string signal_name(int signal);
+
+// Points standard input and output at the null device (a background helper process that must
+// not hold a terminal's or a parent's pipes open); standard error stays.
+void quiet_standard_input_output() noexcept;
 
 [[noreturn]] void exit_now(int code) noexcept;
 // Writes straight to the standard error handle (safe after fork, no locks).

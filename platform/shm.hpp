@@ -14,7 +14,7 @@ class SharedMemorySegment {
   static SharedMemorySegment create(const std::string& name, std::size_t size);
   static SharedMemorySegment open(const std::string& name);
   static void unlink(const std::string& name);
-  static std::string random_name();  // "/mp-" + random, at most 30 characters
+  static std::string random_name();  // "/mp-<pid>-<random>", 30 characters (core/src/object_name.hpp)
 
   SharedMemorySegment() = default;
   SharedMemorySegment(SharedMemorySegment&& o) noexcept;

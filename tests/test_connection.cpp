@@ -312,10 +312,10 @@ TEST_P(ConnectionTest, OnlyTheConnectionsHandleIsInherited) {
   ::close(leaky);
   EXPECT_NE(std::find(fds.begin(), fds.end(), child_fd), fds.end());
   if (GetParam() == "fork") return;  // a fork child is a copy: everything is there by design
-  // spawn: the control channel (3), our sentinel pipe end (4), the connection; forkserver: the
-  // control channel and the connection (the server holds the sentinel). The directory listing
-  // itself may hold one more while it runs.
-  std::size_t expected = GetParam() == "spawn" ? 3 : 2;
+  // spawn: the control channel (3), our sentinel pipe end (4), the connection, the resource
+  // tracker's pipe; forkserver: the control channel, the connection and the tracker's pipe (the
+  // server holds the sentinel). The directory listing itself may hold one more while it runs.
+  std::size_t expected = GetParam() == "spawn" ? 4 : 3;
   EXPECT_GE(fds.size(), expected);
   EXPECT_LE(fds.size(), expected + 1) << "descriptors leaked into the child";
 }

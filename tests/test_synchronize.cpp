@@ -36,6 +36,25 @@ void hold_then_release(mp::Lock lock, mp::Event held, double seconds) {
   lock.release();
 }
 
+// Takes the lock (`depth` times for an RLock) and never lets go: it is killed holding it.
+template <class L>
+void hold_forever(L lock, mp::Event held, int depth) {
+  for (int i = 0; i < depth; ++i) lock.acquire();
+  held.set();
+  std::this_thread::sleep_for(60s);
+}
+
+// Another process takes a lock whose holder died: sends {acquired, owner_died, seconds}.
+template <class L>
+void take_over(L lock, mp::Connection report) {
+  auto t0 = std::chrono::steady_clock::now();
+  bool ok = lock.acquire(true, mp::Seconds(20));
+  double took = since(t0);
+  bool died = ok && lock.owner_died();
+  report.send(std::make_tuple(ok, died, took));
+  if (ok) lock.release();
+}
+
 void set_after(mp::Event e, double seconds) {
   std::this_thread::sleep_for(mp::Seconds(seconds));
   e.set();
@@ -214,6 +233,85 @@ TEST_P(SyncTest, LockHeldByAChildTimesOutThenIsFree) {
   EXPECT_TRUE(lock.acquire(true, 30s));
   lock.release();
   ASSERT_TRUE(p.join(30s));
+}
+
+// Fault test: a Lock holder is SIGKILLed. A process already blocked in acquire() and a process
+// that arrives later both get it within 2 s (one after the other), and learn the holder died.
+template <class L>
+void check_owner_death(mp::Context& ctx, L lock, int depth) {
+  mp::Event held = ctx.Event();
+  auto holder = ctx.Process(hold_forever<L>, lock, held, depth);
+  holder.start();
+  ASSERT_TRUE(held.wait(30s));
+  EXPECT_FALSE(lock.acquire(true, 0.2s)) << "the holder is alive: the lock is held";
+  EXPECT_FALSE(lock.owner_died());
+
+  // A waiter in this process, asleep in acquire() when the holder dies.
+  std::atomic<bool> waiter_ok{false}, waiter_died{false};
+  std::atomic<double> waiter_took{-1};
+  std::atomic<bool> release_now{false};
+  std::thread waiter([&] {
+    auto t0 = std::chrono::steady_clock::now();
+    bool ok = lock.acquire(true, 20s);
+    waiter_took = since(t0);
+    waiter_ok = ok;
+    waiter_died = ok && lock.owner_died();
+    while (ok && !release_now) std::this_thread::sleep_for(1ms);
+    if (ok) lock.release();
+  });
+  std::this_thread::sleep_for(150ms);
+  auto killed_at = std::chrono::steady_clock::now();
+  holder.kill();
+  ASSERT_TRUE(holder.join(30s));
+  EXPECT_EQ(holder.exitcode(), -9);
+  while (waiter_took < 0 && since(killed_at) < 25) std::this_thread::sleep_for(1ms);
+  double after_kill = since(killed_at);
+  EXPECT_TRUE(waiter_ok);
+  EXPECT_TRUE(waiter_died) << "the new holder must learn the previous one died";
+  EXPECT_LE(after_kill, 2.0) << "taken over " << after_kill << " s after the kill";
+
+  // A process arriving while the waiter holds it waits normally, without an owner-died report.
+  auto [mine, theirs] = mp::Pipe();
+  auto next = ctx.Process(take_over<L>, lock, theirs);
+  next.start();
+  std::this_thread::sleep_for(100ms);
+  release_now = true;
+  waiter.join();
+  auto [ok, died, took] = mine.recv<std::tuple<bool, bool, double>>();
+  ASSERT_TRUE(next.join(30s));
+  EXPECT_TRUE(ok);
+  EXPECT_FALSE(died) << "released normally: no owner died";
+  EXPECT_LT(took, 5.0);
+  // Free again; owner_died() is cleared by release().
+  ASSERT_TRUE(lock.acquire(false));
+  EXPECT_FALSE(lock.owner_died());
+  lock.release();
+}
+
+TEST_P(SyncTest, LockHolderKilledIsTakenOver) { check_owner_death(ctx(), ctx().Lock(), 1); }
+TEST_P(SyncTest, RLockHolderKilledIsTakenOver) { check_owner_death(ctx(), ctx().RLock(), 3); }
+
+// A process that arrives after the holder died takes the lock over itself.
+TEST_P(SyncTest, DeadHoldersLockGoesToTheNextProcess) {
+  mp::Lock lock = ctx().Lock();
+  mp::Event held = ctx().Event();
+  auto holder = ctx().Process(hold_forever<mp::Lock>, lock, held, 1);
+  holder.start();
+  ASSERT_TRUE(held.wait(30s));
+  holder.kill();
+  ASSERT_TRUE(holder.join(30s));
+  EXPECT_FALSE(lock.acquire(false)) << "acquire(false) does not wait, so it never takes over";
+  auto [mine, theirs] = mp::Pipe();
+  auto next = ctx().Process(take_over<mp::Lock>, lock, theirs);
+  next.start();
+  auto [ok, died, took] = mine.recv<std::tuple<bool, bool, double>>();
+  ASSERT_TRUE(next.join(30s));
+  EXPECT_TRUE(ok);
+  EXPECT_TRUE(died);
+  EXPECT_LE(took, 2.0);
+  EXPECT_TRUE(lock.acquire(false)) << "the taker released it";
+  EXPECT_FALSE(lock.owner_died());
+  lock.release();
 }
 
 TEST_P(SyncTest, ConditionNotifyAndNotifyAll) {

@@ -1,5 +1,6 @@
 // Process: CPython's process.py over the popen seam.
 #include "process_state.hpp"
+#include "tracker/tracker.hpp"
 
 #include <mp/logging.hpp>
 
@@ -233,9 +234,13 @@ SpawnRequest prepare_spawn(Process& self, ProcessState& s, const std::string& me
                                          "), where code cannot be found by address; register the target "
                                          "with MP_TASK or MP_TASK_TYPE so it is found by name"));
   }
-  p.handle_count = static_cast<std::uint32_t>(d.handles.size());
   SpawnRequest r;
   r.handles = d.handles;
+  // The tree shares one resource tracker (as CPython, started here if not yet running).
+  r.handles.push_back(tracker::handle_for_child());
+  p.tracker = true;
+  p.tracker_pid = tracker::known_pid().value_or(-1);
+  p.handle_count = static_cast<std::uint32_t>(r.handles.size());
   r.prep = codec<PrepData>::encode(p);
   return r;
 }
@@ -349,6 +354,10 @@ int run_prepared(PrepData& prep, std::vector<native_handle_t> handles) {
   s->parent_pid = prep.parent_pid;
   s->start_method = prep.start_method;
   G.self_process = std::make_unique<Process>(ProcessAccess::make(std::move(s)));
+  if (prep.tracker && !handles.empty()) {
+    tracker::adopt_handle(handles.back(), prep.tracker_pid);
+    handles.pop_back();
+  }
   const TaskDescriptor& task = prep.task;
   return bootstrap_with_parent(*G.self_process, prep.parent_name, prep.parent_pid, [&task, &handles] {
     Decoder dec(task.payload, handles);

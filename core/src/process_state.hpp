@@ -46,7 +46,7 @@ struct ProcessState {
 
 // The bytes a spawned or forkserver child starts from (CPython's preparation data + process obj).
 struct PrepData {
-  std::uint32_t magic = 0x6d700001;
+  std::uint32_t magic = 0x6d700002;
   std::string name;
   std::vector<int> identity;
   std::string label;
@@ -60,11 +60,13 @@ struct PrepData {
   std::string executable;
   std::vector<std::string> forkserver_preload;
   TaskDescriptor task;
-  std::uint32_t handle_count = 0;
+  std::uint32_t handle_count = 0;  // the task's handles, then the tracker's pipe if present
+  bool tracker = false;            // the last handle is the resource tracker's pipe
+  int tracker_pid = -1;
   template <class A>
   void serialize(A& a) {
     a(magic, name, identity, label, daemon, authkey, parent_pid, parent_name, log_level, log_to_stderr,
-      start_method, executable, forkserver_preload, task, handle_count);
+      start_method, executable, forkserver_preload, task, handle_count, tracker, tracker_pid);
   }
 };
 

@@ -1,8 +1,10 @@
 // Lock, RLock, Semaphore, BoundedSemaphore, Condition, Event: CPython's synchronize.py and the
 // SemLock of its semaphore.c, over the named-semaphore seam.
 #include <mp/context.hpp>
+#include <mp/resource_tracker.hpp>
 #include <mp/synchronize.hpp>
 
+#include "platform/address_wait.hpp"
 #include "platform/process.hpp"
 #include "platform/semaphore.hpp"
 #include "platform/shm.hpp"
@@ -10,6 +12,8 @@
 
 #include <atomic>
 #include <climits>
+#include <cstdint>
+#include <new>
 #include <thread>
 
 namespace mp::detail {
@@ -17,19 +21,27 @@ namespace mp::detail {
 // The name of an OS object (semaphore, shared memory) and who removes it. CPython's rule: under
 // the fork context the creator removes it at once (children inherit the mapping, and the object
 // cannot go to a spawn child); otherwise it lives until the creating process's last handle goes —
-// never removed from a forked copy, nor by a process that only opened it.
+// never removed from a forked copy, nor by a process that only opened it — and meanwhile the
+// resource tracker holds it, to remove it if the whole process tree dies first.
 class OwnedName {
  public:
   using Unlink = void (*)(const std::string&);
   OwnedName() = default;
-  static OwnedName created(std::string name, Unlink unlink, Context* ctx) {
+  static OwnedName created(std::string name, Unlink unlink, const char* type, Context* ctx) {
     OwnedName n;
     n.name_ = std::move(name);
     if (resolve_start_method(ctx) == "fork") {
       unlink(n.name_);
       n.fork_only_ = true;
     } else {
+      try {
+        resource_tracker::register_resource(n.name_, type);
+      } catch (...) {
+        unlink(n.name_);
+        throw;
+      }
       n.unlink_ = unlink;
+      n.type_ = type;
       n.generation_ = fork_generation();
     }
     return n;
@@ -40,13 +52,14 @@ class OwnedName {
     return n;
   }
   OwnedName(OwnedName&& o) noexcept
-      : name_(std::move(o.name_)), unlink_(std::exchange(o.unlink_, nullptr)), fork_only_(o.fork_only_),
-        generation_(o.generation_) {}
+      : name_(std::move(o.name_)), unlink_(std::exchange(o.unlink_, nullptr)), type_(o.type_),
+        fork_only_(o.fork_only_), generation_(o.generation_) {}
   OwnedName& operator=(OwnedName&& o) noexcept {
     if (this != &o) {
       remove();
       name_ = std::move(o.name_);
       unlink_ = std::exchange(o.unlink_, nullptr);
+      type_ = o.type_;
       fork_only_ = o.fork_only_;
       generation_ = o.generation_;
     }
@@ -65,32 +78,91 @@ class OwnedName {
       } catch (const std::exception&) {
         // Already gone (removed by hand or by the tracker): nothing to do.
       }
+      try {
+        resource_tracker::unregister_resource(name_, type_);
+      } catch (const std::exception&) {
+        // No tracker to tell (it died): it can only find the name already gone.
+      }
     }
     unlink_ = nullptr;
   }
   std::string name_;
   Unlink unlink_ = nullptr;  // set in the creating process, unless already removed
+  const char* type_ = "";
   bool fork_only_ = false;
   unsigned generation_ = 0;
 };
 
-struct SemLockState {
-  platform::NamedSemaphore sem;
+// Which thread of this process: the address of a thread-local (one instruction, where
+// std::this_thread::get_id() is a call into the C library).
+inline std::uintptr_t this_thread_tag() noexcept {
+  static thread_local char tag;
+  return reinterpret_cast<std::uintptr_t>(&tag);
+}
+
+// A word in its own small shared-memory object: the state of a Lock, RLock or Event.
+struct SharedWord {
+  platform::SharedMemorySegment segment;
   OwnedName name;
+  std::atomic<std::uint32_t>* word = nullptr;
+
+  static constexpr std::size_t size = 64;  // a cache line of its own
+
+  void create(Context* ctx) {
+    for (int attempt = 0;; ++attempt) {
+      std::string n = platform::SharedMemorySegment::random_name();
+      try {
+        segment = platform::SharedMemorySegment::create(n, size);
+        word = new (segment.bytes().data()) std::atomic<std::uint32_t>(0);
+        name = OwnedName::created(std::move(n), &platform::SharedMemorySegment::unlink, "shared_memory", ctx);
+        return;
+      } catch (const std::system_error& e) {
+        if (e.code() != std::errc::file_exists || attempt > 8) throw;
+      }
+    }
+  }
+  void open(std::string n) {
+    segment = platform::SharedMemorySegment::open(n);
+    if (segment.size() < size) throw DecodeError("mp: shared state '" + n + "' is too small");
+    word = reinterpret_cast<std::atomic<std::uint32_t>*>(segment.bytes().data());
+    name = OwnedName::opened(std::move(n));
+  }
+};
+
+// Lock word: 0 when free, else the holder's pid, with kContended set while threads may sleep on it.
+constexpr std::uint32_t kContended = 1u << 30;
+constexpr std::uint32_t kPidMask = kContended - 1;
+constexpr auto kOwnerCheck = std::chrono::milliseconds(100);
+
+struct SemLockState {
+  // A Lock or RLock: the word. A Semaphore: a named semaphore.
+  SharedWord lock;
+  platform::NamedSemaphore sem;
+  OwnedName sem_name;
   int kind = 0;
   int maxvalue = 1;
   // This process's view (CPython keeps it in the SemLock object): how many times it holds the
   // semaphore and which thread took it last. A forked child starts from zero.
   std::atomic<int> count{0};
-  std::atomic<std::thread::id> last_tid{};
+  std::atomic<std::uintptr_t> last_tid{0};
+  std::atomic<bool> owner_died{false};
   std::atomic<unsigned> generation{0};
+  std::uint32_t me = 0;  // this process's id, as the lock word holds it
+
+  bool is_word() const noexcept { return lock.word != nullptr; }
+  const std::string& name() const noexcept { return is_word() ? lock.name.str() : sem_name.str(); }
 
   // After a fork, the counters describe the parent: forget them (CPython's _after_fork).
   void refresh() {
+    if (generation.load(std::memory_order_relaxed) != fork_generation()) [[unlikely]] after_fork();
+  }
+  [[gnu::noinline]] void after_fork() {
     unsigned g = fork_generation();
-    if (generation.load(std::memory_order_relaxed) != g) [[unlikely]] {
+    {
       count = 0;
-      last_tid = std::thread::id{};
+      last_tid = 0;
+      owner_died = false;
+      me = static_cast<std::uint32_t>(platform::current_pid());
       generation = g;
     }
   }
@@ -103,7 +175,76 @@ struct SemLockState {
   // then last_tid, so no thread can see a positive count together with its own stale id.
   bool is_mine() const {
     return count.load(std::memory_order_acquire) > 0 &&
-           last_tid.load(std::memory_order_relaxed) == std::this_thread::get_id();
+           last_tid.load(std::memory_order_relaxed) == this_thread_tag();
+  }
+
+  void took(bool died) {
+    if (died || owner_died.load(std::memory_order_relaxed)) owner_died.store(died, std::memory_order_relaxed);
+    last_tid.store(this_thread_tag(), std::memory_order_relaxed);
+    count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
+
+  bool word_acquire(bool block, const Timeout& timeout) {
+    std::uint32_t free = 0;
+    if (lock.word->compare_exchange_strong(free, me, std::memory_order_acquire, std::memory_order_relaxed)) [[likely]] {
+      took(false);
+      return true;
+    }
+    if (!block) return false;
+    return word_acquire_slow(timeout);
+  }
+
+  [[gnu::noinline]] bool word_acquire_slow(const Timeout& timeout) {
+    using clock = std::chrono::steady_clock;
+    std::optional<clock::time_point> deadline;
+    if (timeout) deadline = clock::now() + std::chrono::duration_cast<clock::duration>(std::max(*timeout, Seconds(0)));
+    std::atomic<std::uint32_t>& w = *lock.word;
+    for (;;) {
+      std::uint32_t v = w.load(std::memory_order_relaxed);
+      if (v == 0) {
+        // Others may be asleep: keep the contended mark so our release wakes one.
+        if (w.compare_exchange_weak(v, me | kContended, std::memory_order_acquire, std::memory_order_relaxed)) {
+          took(false);
+          return true;
+        }
+        continue;
+      }
+      if ((v & kContended) == 0) {
+        if (!w.compare_exchange_weak(v, v | kContended, std::memory_order_relaxed)) continue;
+        v |= kContended;
+      }
+      std::chrono::nanoseconds step = kOwnerCheck;
+      bool last = false;
+      if (deadline) {
+        auto left = *deadline - clock::now();
+        if (left <= left.zero()) {
+          last = true;
+        } else if (left < step) {
+          step = std::chrono::duration_cast<std::chrono::nanoseconds>(left);
+        }
+      }
+      if (last || !platform::wait_on_address(w, v, step)) {
+        // A while without a wake-up: is the holder still there?
+        std::uint32_t holder = v & kPidMask;
+        if (holder != me && !platform::process_exists(static_cast<int>(holder))) {
+          if (w.compare_exchange_strong(v, me | kContended, std::memory_order_acquire, std::memory_order_relaxed)) {
+            took(true);
+            return true;
+          }
+          continue;
+        }
+        if (last) return false;
+      }
+    }
+  }
+
+  void word_release() {
+    std::atomic<std::uint32_t>& w = *lock.word;
+    std::uint32_t v = w.load(std::memory_order_relaxed);
+    do {
+      if (v == 0) throw ValueError("semaphore or lock released too many times");
+    } while (!w.compare_exchange_weak(v, 0, std::memory_order_release, std::memory_order_relaxed));
+    if (v & kContended) platform::wake_address(w, 1);
   }
 };
 
@@ -113,29 +254,38 @@ namespace mp {
 
 using detail::SemLockState;
 
-SemLock::SemLock(Kind kind, int value, int maxvalue, Context* ctx) {
+SemLock::SemLock(Kind kind, int value, int maxvalue, Context* ctx, bool lock_kind_) {
   if (value < 0) throw ValueError("semaphore initial value must be >= 0");
   auto s = std::make_shared<SemLockState>();
   s->kind = kind;
   s->maxvalue = maxvalue;
   s->generation = detail::fork_generation();
-  // An unguessable name; retried in the (astronomically unlikely) event it exists.
-  for (int attempt = 0;; ++attempt) {
-    std::string name = platform::NamedSemaphore::random_name();
-    try {
-      s->sem = platform::NamedSemaphore::create(name, static_cast<unsigned>(value));
-      s->name = detail::OwnedName::created(std::move(name), &platform::NamedSemaphore::unlink, ctx);
-      break;
-    } catch (const std::system_error& e) {
-      if (e.code() != std::errc::file_exists || attempt > 8) throw;
+  s->me = static_cast<std::uint32_t>(platform::current_pid());
+  if (s->me > detail::kPidMask) throw ProcessError("mp: process id too large for a Lock word");
+  if (lock_kind_) {
+    s->lock.create(ctx);
+  } else {
+    // An unguessable name; retried in the (astronomically unlikely) event it exists.
+    for (int attempt = 0;; ++attempt) {
+      std::string name = platform::NamedSemaphore::random_name();
+      try {
+        s->sem = platform::NamedSemaphore::create(name, static_cast<unsigned>(value));
+        s->sem_name = detail::OwnedName::created(std::move(name), &platform::NamedSemaphore::unlink, "semaphore", ctx);
+        break;
+      } catch (const std::system_error& e) {
+        if (e.code() != std::errc::file_exists || attempt > 8) throw;
+      }
     }
   }
   state_ = std::move(s);
 }
 
 namespace {
-SemLockState& live(const std::shared_ptr<SemLockState>& s) {
-  if (!s) throw ValueError("use of an uninitialised synchronization object");
+[[noreturn, gnu::cold, gnu::noinline]] void uninitialised() {
+  throw ValueError("use of an uninitialised synchronization object");
+}
+inline SemLockState& live(const std::shared_ptr<SemLockState>& s) {
+  if (!s) [[unlikely]] uninitialised();
   s->refresh();
   return *s;
 }
@@ -147,6 +297,7 @@ bool SemLock::acquire(bool block, Timeout timeout) {
     s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     return true;
   }
+  if (s.is_word()) return s.word_acquire(block, timeout);
   bool ok;
   if (!block) {
     ok = s.sem.try_acquire();
@@ -155,10 +306,7 @@ bool SemLock::acquire(bool block, Timeout timeout) {
     ok = s.sem.acquire(timeout);
   }
   if (!ok) return false;
-  if (s.tracks_owner()) {
-    s.last_tid.store(std::this_thread::get_id(), std::memory_order_relaxed);
-    s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  }
+  if (s.tracks_owner()) s.took(false);
   return true;
 }
 
@@ -170,7 +318,22 @@ void SemLock::release() {
       s.count.store(c - 1, std::memory_order_release);
       return;
     }
-  } else if (s.maxvalue == INT_MAX) {
+  }
+  if (s.is_word()) {
+    // Give up ownership before the lock can pass to another thread. (Plain stores: only the
+    // holder writes these, and an atomic read-modify-write costs as much as the lock itself.)
+    int before = s.count.load(std::memory_order_relaxed);
+    s.count.store(0, std::memory_order_release);
+    if (s.owner_died.load(std::memory_order_relaxed)) [[unlikely]] s.owner_died.store(false, std::memory_order_relaxed);
+    try {
+      s.word_release();
+    } catch (...) {
+      s.count.store(before, std::memory_order_release);  // it was not held: nothing changes
+      throw;
+    }
+    return;
+  }
+  if (s.maxvalue == INT_MAX) {
     // An unbounded Semaphore: sem_post itself reports overflow (EOVERFLOW), no need to read it.
   } else if (std::optional<int> v = s.sem.value()) {
     // As CPython: not an absolute guarantee, but it catches the misuse.
@@ -182,39 +345,52 @@ void SemLock::release() {
       throw ValueError("semaphore or lock released too many times");
     }
   }
-  // Give up ownership before the semaphore can pass to another thread.
   if (s.tracks_owner()) s.count.store(0, std::memory_order_release);
   s.sem.release();
 }
 
 bool SemLock::is_mine() const { return live(state_).is_mine(); }
+bool SemLock::owner_died() const {
+  SemLockState& s = live(state_);
+  return s.is_mine() && s.owner_died.load(std::memory_order_relaxed);
+}
 int SemLock::count() const { return live(state_).count; }
-const std::string& SemLock::name() const { return live(state_).name.str(); }
-std::optional<int> SemLock::value() const { return live(state_).sem.value(); }
+const std::string& SemLock::name() const { return live(state_).name(); }
+std::optional<int> SemLock::value() const {
+  SemLockState& s = live(state_);
+  if (s.is_word()) return s.lock.word->load(std::memory_order_relaxed) == 0 ? 1 : 0;
+  return s.sem.value();
+}
 
 void SemLock::save(detail::Encoder& enc) const {
   SemLockState& s = live(state_);
-  if (s.name.fork_only()) {
+  if (s.is_word() ? s.lock.name.fork_only() : s.sem_name.fork_only()) {
     throw ProcessError(
         "A SemLock created in a fork context is being shared with a process in a spawn context. This is "
         "not supported. Please use the same context to create multiprocessing objects and Process.");
   }
-  enc(s.name.str(), s.kind, s.maxvalue);
+  enc(s.name(), s.kind, s.maxvalue, s.is_word());
 }
 
 void SemLock::load(detail::Decoder& dec) {
   auto s = std::make_shared<SemLockState>();
   std::string name;
-  dec(name, s->kind, s->maxvalue);
+  bool word = false;
+  dec(name, s->kind, s->maxvalue, word);
   if (s->kind != recursive_mutex && s->kind != semaphore) throw DecodeError("mp: unknown SemLock kind");
-  s->sem = platform::NamedSemaphore::open(name);
-  s->name = detail::OwnedName::opened(std::move(name));
+  if (word) {
+    s->lock.open(std::move(name));
+  } else {
+    s->sem = platform::NamedSemaphore::open(name);
+    s->sem_name = detail::OwnedName::opened(std::move(name));
+  }
   s->generation = detail::fork_generation();
+  s->me = static_cast<std::uint32_t>(platform::current_pid());
   state_ = std::move(s);
 }
 
-Lock::Lock(Context* ctx) : SemLock(semaphore, 1, 1, ctx) {}
-RLock::RLock(Context* ctx) : SemLock(recursive_mutex, 1, 1, ctx) {}
+Lock::Lock(Context* ctx) : SemLock(semaphore, 1, 1, ctx, true) {}
+RLock::RLock(Context* ctx) : SemLock(recursive_mutex, 1, 1, ctx, true) {}
 Semaphore::Semaphore(int value, Context* ctx) : SemLock(semaphore, value, INT_MAX, ctx) {}
 Semaphore::Semaphore(int value, int maxvalue, Context* ctx) : SemLock(semaphore, value, maxvalue, ctx) {}
 BoundedSemaphore::BoundedSemaphore(int value, Context* ctx) : Semaphore(value, value, ctx) {}
@@ -291,41 +467,76 @@ void Condition::notify(int n) {
 void Condition::notify_all() { notify(INT_MAX); }
 
 // ---- Event ----------------------------------------------------------------------------------
-Event::Event(Context* ctx) : cond_(Lock(ctx), ctx), flag_(0, ctx) {}
+// Bit 0: the flag. Bit 1: someone may be asleep waiting for the flag.
+}  // namespace mp
 
-bool Event::is_set() {
-  std::lock_guard guard(cond_);
-  if (flag_.acquire(false)) {
-    flag_.release();
-    return true;
-  }
-  return false;
+namespace mp::detail {
+struct EventState {
+  SharedWord shared;
+  std::atomic<std::uint32_t>& word() const { return *shared.word; }
+};
+}  // namespace mp::detail
+
+namespace mp {
+
+namespace {
+constexpr std::uint32_t kEventSet = 1;
+constexpr std::uint32_t kEventSleepers = 2;
+
+detail::EventState& live(const std::shared_ptr<detail::EventState>& e) {
+  if (!e) [[unlikely]] throw ValueError("use of an uninitialised Event");
+  return *e;
 }
+}  // namespace
+
+Event::Event(Context* ctx) : state_(std::make_shared<detail::EventState>()) { state_->shared.create(ctx); }
+
+bool Event::is_set() const { return live(state_).word().load(std::memory_order_acquire) & kEventSet; }
 
 void Event::set() {
-  std::lock_guard guard(cond_);
-  flag_.acquire(false);
-  flag_.release();
-  cond_.notify_all();
+  auto& w = live(state_).word();
+  if (w.exchange(kEventSet, std::memory_order_acq_rel) & kEventSleepers) platform::wake_address(w, INT_MAX);
 }
 
-void Event::clear() {
-  std::lock_guard guard(cond_);
-  flag_.acquire(false);
-}
+void Event::clear() { live(state_).word().fetch_and(~kEventSet, std::memory_order_acq_rel); }
 
 bool Event::wait(Timeout timeout) {
-  std::lock_guard guard(cond_);
-  if (flag_.acquire(false)) {
-    flag_.release();
-  } else {
-    cond_.wait(timeout);
+  auto& w = live(state_).word();
+  using clock = std::chrono::steady_clock;
+  std::optional<clock::time_point> deadline;
+  if (timeout) deadline = clock::now() + std::chrono::duration_cast<clock::duration>(std::max(*timeout, Seconds(0)));
+  for (;;) {
+    std::uint32_t v = w.load(std::memory_order_acquire);
+    if (v & kEventSet) return true;
+    if ((v & kEventSleepers) == 0) {
+      if (!w.compare_exchange_weak(v, v | kEventSleepers, std::memory_order_acq_rel)) continue;
+      v |= kEventSleepers;
+    }
+    std::optional<std::chrono::nanoseconds> step;
+    if (deadline) {
+      auto left = *deadline - clock::now();
+      if (left <= left.zero()) return (w.load(std::memory_order_acquire) & kEventSet) != 0;
+      step = std::chrono::duration_cast<std::chrono::nanoseconds>(left);
+    }
+    platform::wait_on_address(w, v, step);
   }
-  if (flag_.acquire(false)) {
-    flag_.release();
-    return true;
+}
+
+void Event::save(detail::Encoder& enc) const {
+  auto& e = live(state_);
+  if (e.shared.name.fork_only()) {
+    throw ProcessError("An Event created in a fork context is being shared with a process in a spawn context. "
+                       "Please use the same context to create multiprocessing objects and Process.");
   }
-  return false;
+  enc(e.shared.name.str());
+}
+
+void Event::load(detail::Decoder& dec) {
+  std::string name;
+  dec(name);
+  auto e = std::make_shared<detail::EventState>();
+  e->shared.open(std::move(name));
+  state_ = std::move(e);
 }
 
 // ---- Barrier --------------------------------------------------------------------------------
@@ -370,7 +581,7 @@ Barrier::Barrier(Made, int parties, std::shared_ptr<detail::TaskBase> action, Ti
   b->action = std::move(action);
   std::string name = platform::SharedMemorySegment::random_name();
   b->segment = platform::SharedMemorySegment::create(name, 2 * sizeof(int));
-  b->name = detail::OwnedName::created(std::move(name), &platform::SharedMemorySegment::unlink, ctx);
+  b->name = detail::OwnedName::created(std::move(name), &platform::SharedMemorySegment::unlink, "shared_memory", ctx);
   shared_ = std::move(b);
 }
 

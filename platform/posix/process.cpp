@@ -8,6 +8,7 @@
 #include <climits>
 #include <csignal>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
@@ -134,6 +135,34 @@ std::optional<std::pair<int, int>> reap_any() {
     if (errno == EINTR) continue;
     return std::nullopt;  // ECHILD: no children
   }
+}
+
+void quiet_standard_input_output() noexcept {
+  int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) return;
+  ::dup2(null, 0);
+  ::dup2(null, 1);
+  ::close(null);
+}
+
+bool process_exists(int pid) noexcept {
+  if (pid <= 0) return false;
+  if (::kill(pid, 0) < 0 && errno == ESRCH) return false;
+#if MP_HAVE_PROCFS
+  // "pid (comm) S ...": the state follows the last ')' (comm may hold anything).
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno != ENOENT;
+  char buf[512];
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return true;
+  buf[n] = '\0';
+  const char* paren = std::strrchr(buf, ')');
+  if (paren != nullptr && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X')) return false;
+#endif
+  return true;
 }
 
 void send_signal(int pid, int sig) {

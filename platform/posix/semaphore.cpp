@@ -1,6 +1,6 @@
 #include "platform/semaphore.hpp"
 #include "platform/error.hpp"
-#include "core/src/random.hpp"
+#include "core/src/object_name.hpp"
 #include "mp_config.hpp"
 
 #include <algorithm>
@@ -27,7 +27,7 @@ void check_name(const std::string& name) {
 }
 }  // namespace
 
-std::string NamedSemaphore::random_name() { return std::string(prefix) + detail::random_token(20); }
+std::string NamedSemaphore::random_name() { return detail::make_object_name(); }
 
 NamedSemaphore NamedSemaphore::create(const std::string& name, unsigned value) {
   check_name(name);

@@ -1,7 +1,7 @@
 #include "platform/shm.hpp"
 #include "platform/error.hpp"
 #include "platform/unique_handle.hpp"
-#include "core/src/random.hpp"
+#include "core/src/object_name.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -19,7 +19,7 @@ void* map(int fd, std::size_t size) {
 }
 }  // namespace
 
-std::string SharedMemorySegment::random_name() { return "/mp-" + detail::random_token(20); }
+std::string SharedMemorySegment::random_name() { return detail::make_object_name(); }
 
 SharedMemorySegment SharedMemorySegment::create(const std::string& name, std::size_t size) {
   if (size == 0) throw std::system_error(std::make_error_code(std::errc::invalid_argument), "shared memory of size 0");

@@ -1,9 +1,23 @@
 // mp/synchronize.hpp - the cross-process synchronization primitives (CPython's synchronize.py).
 //
-// Each is a cheap copyable handle over named OS semaphores: copies (and the copies children
+// Each is a cheap copyable handle over a named OS object: copies (and the copies children
 // receive, under every start method) are the same lock. Lock and RLock meet the standard
 // Lockable / TimedLockable requirements, so std::lock_guard, std::unique_lock and std::scoped_lock
 // work.
+//
+// Lock and RLock are a 32-bit word in shared memory that holds the owning process's id: taking a
+// free lock is one atomic compare-and-swap, and a thread sleeps in the kernel (futex) only when
+// the lock is held. Semaphore and BoundedSemaphore are named OS semaphores.
+//
+// A Lock or RLock whose holder dies is not a deadlock (CPython, Boost.Interprocess and cpp-ipc
+// hang here). A blocked acquirer checks every 100 ms whether the holding process still exists;
+// when it does not, the acquirer takes the lock over: acquire() returns true and owner_died()
+// tells the new holder that the previous one died holding it (so the state the lock protected
+// may be half-updated), as Windows reports an abandoned mutex and POSIX robust mutexes report
+// EOWNERDEAD - but with nothing to "make consistent": the lock is simply held. acquire(false)
+// never takes over (it does not wait, so it does not look). The check uses the process id, so a
+// holder's id reused by a new process within that window would keep the lock held; and processes
+// sharing a lock must see one process-id namespace.
 #pragma once
 
 #include <mp/codec.hpp>
@@ -48,6 +62,9 @@ class SemLock {
 
   // Held by the calling thread of this process (CPython's _is_mine).
   bool is_mine() const;
+  // Lock and RLock: true while the calling thread holds the lock and took it over from a process
+  // that died holding it (the data it guards may be inconsistent). Cleared by release().
+  bool owner_died() const;
   // How many times the calling process holds it (CPython's _count).
   int count() const;
   const std::string& name() const;
@@ -58,7 +75,8 @@ class SemLock {
  protected:
   enum Kind : int { recursive_mutex = 0, semaphore = 1 };
   SemLock() = default;
-  SemLock(Kind kind, int value, int maxvalue, Context* ctx);
+  // lock_kind: a Lock or RLock (a word in shared memory), not a semaphore.
+  SemLock(Kind kind, int value, int maxvalue, Context* ctx, bool lock_kind = false);
   std::optional<int> value() const;
   std::shared_ptr<detail::SemLockState> state_;
   friend class Condition;
@@ -123,21 +141,27 @@ class Condition {
   Semaphore wait_semaphore_{0};
 };
 
+namespace detail {
+struct EventState;
+}
+
+// One word in shared memory: set() and clear() are single atomic operations, and set() enters
+// the kernel only when someone is waiting.
 class Event {
  public:
   Event() : Event(nullptr) {}
   explicit Event(Context* ctx);
-  bool is_set();
+  bool is_set() const;
   void set();
   void clear();
+  // True once the flag is set, false if the timeout passed first.
   bool wait(Timeout timeout = {});
 
-  template <class A>
-  void serialize(A& a) { a(cond_, flag_); }
+  void save(detail::Encoder& enc) const;
+  void load(detail::Decoder& dec);
 
  private:
-  Condition cond_;
-  Semaphore flag_;
+  std::shared_ptr<detail::EventState> state_;
 };
 
 namespace detail {
@@ -192,6 +216,8 @@ Barrier Context::Barrier(int parties, F&& action, Timeout timeout) {
 namespace detail {
 template <>
 struct handle_type<Barrier> : std::true_type {};
+template <>
+struct handle_type<Event> : std::true_type {};
 template <>
 struct handle_type<SemLock> : std::true_type {};
 template <>

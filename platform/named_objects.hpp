@@ -1,0 +1,29 @@
+// platform/named_objects.hpp - finding the library's named OS objects on this machine (for
+// mp-tracker): which exist, how big, and which processes have them mapped.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace mp::platform {
+
+struct NamedObject {
+  std::string type;  // "semaphore" or "shared_memory" (the resource tracker's type names)
+  std::string name;  // as passed to sem_open / shm_open: "/mp-..."
+  std::uint64_t size = 0;
+  std::uint32_t owner_uid = 0;
+};
+
+// Whether this system can enumerate named semaphores and shared memory (glibc: files in /dev/shm).
+bool can_list_named_objects() noexcept;
+// The objects whose names start with `prefix` (e.g. "/mp-"); empty where they cannot be listed.
+std::vector<NamedObject> list_named_objects(const std::string& prefix);
+// For each of `objects`, the processes that have it mapped, where the OS tells (/proc/<pid>/maps;
+// processes of other users may be invisible). `known` is false where it cannot tell at all.
+std::map<std::string, std::set<int>> processes_mapping(const std::vector<NamedObject>& objects, bool& known);
+// Removes one (sem_unlink / shm_unlink).
+void remove_named_object(const NamedObject& object);
+
+}  // namespace mp::platform

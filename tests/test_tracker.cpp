@@ -1,0 +1,383 @@
+// The resource tracker and mp-tracker, against real processes, real named semaphores and shared
+// memory in /dev/shm: the wire protocol, counted registrations, cleanup when a whole tree is
+// SIGKILLed, and mp-tracker finding what remains when the tracker was killed too.
+#include "test_helpers.hpp"
+
+#include <mp/mp.hpp>
+#include <mp/resource_tracker.hpp>
+#include <mp/synchronize.hpp>
+
+#include "core/src/object_name.hpp"
+#include "platform/named_objects.hpp"
+#include "platform/process.hpp"
+#include "platform/semaphore.hpp"
+#include "tracker/tracker.hpp"
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <poll.h>
+#include <spawn.h>
+#include <sstream>
+#include <sys/wait.h>
+
+extern char** environ;
+
+namespace {
+
+using namespace mp_test;
+namespace tr = mp::detail::tracker;
+
+// ---- protocol ----------------------------------------------------------------------------------
+
+TEST(TrackerProtocol, NamesWithSeparatorsRoundTrip) {
+  for (std::string name : {std::string("/mp-plain"), std::string("a:b:c"), std::string("with space"),
+                           std::string("new\nline"), std::string("50%"), std::string("%41"),
+                           std::string("REGISTER x y"), std::string("nul\0byte", 8), std::string("\xff\xfe")}) {
+    tr::Command c{tr::Command::reg, "semaphore", name};
+    std::string line = tr::encode(c);
+    ASSERT_EQ(line.back(), '\n');
+    ASSERT_EQ(line.find('\n'), line.size() - 1) << "a name must never end the line early";
+    auto back = tr::parse(std::string_view(line).substr(0, line.size() - 1));
+    ASSERT_TRUE(back.has_value()) << line;
+    EXPECT_EQ(back->kind, tr::Command::reg);
+    EXPECT_EQ(back->type, "semaphore");
+    EXPECT_EQ(back->name, name);
+  }
+  auto probe = tr::parse("PROBE");
+  ASSERT_TRUE(probe.has_value());
+  EXPECT_EQ(probe->kind, tr::Command::probe);
+}
+
+TEST(TrackerProtocol, MalformedLinesAreRejected) {
+  for (const char* line : {"", "GARBAGE", "REGISTER", "REGISTER semaphore", "REGISTER semaphore ",
+                           "REGISTER bogus /x", "register semaphore /x", "REGISTER semaphore a b",
+                           "REGISTER semaphore bad%zz", "REGISTER semaphore trunc%4", "UNREGISTER noop",
+                           "PROBE extra", "REGISTER semaphore \x01"}) {
+    EXPECT_FALSE(tr::parse(line).has_value()) << "accepted: '" << line << "'";
+  }
+  EXPECT_FALSE(tr::parse("REGISTER noop " + std::string(300, 'x')).has_value()) << "a name over 255 bytes";
+}
+
+TEST(TrackerApi, BadArgumentsAreClearErrors) {
+  EXPECT_THROW(mp::resource_tracker::register_resource("/x", "nonsense"), mp::ValueError);
+  EXPECT_THROW(mp::resource_tracker::register_resource("", "semaphore"), mp::ValueError);
+  EXPECT_THROW(mp::resource_tracker::unregister_resource(std::string(300, 'x'), "noop"), mp::ValueError);
+}
+
+// ---- a probe program: its own tree, its own tracker -----------------------------------------
+
+struct Probe {
+  int pid = -1;
+  int out = -1;  // its standard output
+  std::string err_path;
+
+  Probe(const std::vector<std::string>& args, const std::string& stderr_file) : err_path(stderr_file) {
+    int fds[2];
+    if (::pipe(fds) != 0) throw std::runtime_error("pipe");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    posix_spawn_file_actions_addopen(&fa, 2, stderr_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+    std::vector<std::string> all = {TRACKER_PROBE};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    int rc = ::posix_spawn(&pid, TRACKER_PROBE, &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(fds[1]);
+    if (rc != 0) throw std::runtime_error("posix_spawn tracker_probe");
+    out = fds[0];
+  }
+  ~Probe() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    if (out >= 0) ::close(out);
+  }
+  // Lines of its output up to "READY" (or its end).
+  std::vector<std::string> read_until_ready() {
+    std::string text;
+    char buf[4096];
+    auto deadline = Clock::now() + kLong;
+    while (Clock::now() < deadline && text.find("READY\n") == std::string::npos) {
+      pollfd p{out, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      ssize_t n = ::read(out, buf, sizeof buf);
+      if (n <= 0) break;
+      text.append(buf, static_cast<std::size_t>(n));
+    }
+    std::vector<std::string> lines;
+    std::istringstream in(text);
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    return lines;
+  }
+  int wait_exit() {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    pid = -1;
+    return status;
+  }
+  std::string err() const { return read_file(err_path).value_or(""); }
+};
+
+std::string shm_file(const std::string& type, const std::string& name) {
+  return "/dev/shm/" + std::string(type == "semaphore" ? "sem." : "") + name.substr(1);
+}
+bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
+// Waits until `pred` holds; the seconds it took, or a negative number after `limit`.
+template <class P>
+double wait_until(P pred, double limit) {
+  auto t0 = Clock::now();
+  while (!pred()) {
+    if (elapsed_since(t0) > limit) return -1;
+    std::this_thread::sleep_for(5ms);
+  }
+  return elapsed_since(t0);
+}
+
+struct LeakedTree {
+  std::map<std::string, int> pids;  // PID, CHILD, TRACKER
+  std::vector<std::pair<std::string, std::string>> objects;  // (type, name)
+};
+
+LeakedTree parse_tree(const std::vector<std::string>& lines) {
+  LeakedTree t;
+  for (auto& l : lines) {
+    std::istringstream in(l);
+    std::string key;
+    in >> key;
+    if (key == "NAME") {
+      std::string type, name;
+      in >> type >> name;
+      t.objects.emplace_back(type, name);
+    } else if (key == "PID" || key == "CHILD" || key == "TRACKER") {
+      in >> t.pids[key];
+    }
+  }
+  return t;
+}
+
+class TrackerTree : public testing::TestWithParam<std::string> {
+ protected:
+  TempDir dir_;
+};
+
+// Fault test 1: a tree that made 10 named semaphores (and a held Lock, an Event) is SIGKILLed;
+// the tracker removes them all within 2 s of the last exit and warns as CPython's does.
+TEST_P(TrackerTree, SigkilledTreeIsCleanedUp) {
+  if (!mp::platform::can_list_named_objects()) GTEST_SKIP() << "named objects cannot be listed here";
+  Probe probe({"leak", GetParam(), "5", "5"}, dir_ / "stderr");
+  LeakedTree tree = parse_tree(probe.read_until_ready());
+  ASSERT_EQ(tree.objects.size(), 11u) << probe.err();
+  ASSERT_GT(tree.pids["CHILD"], 0);
+  ASSERT_GT(tree.pids["TRACKER"], 0);
+  for (auto& [type, name] : tree.objects) ASSERT_TRUE(exists(shm_file(type, name))) << name;
+
+  ::kill(tree.pids["CHILD"], SIGKILL);
+  ::kill(probe.pid, SIGKILL);
+  probe.wait_exit();
+  // The child is re-parented; it is gone once it is gone or a zombie.
+  ASSERT_GE(wait_until([&] { return !mp::platform::process_exists(tree.pids["CHILD"]); }, 10), 0);
+  double took = wait_until(
+      [&] {
+        for (auto& [type, name] : tree.objects) {
+          if (exists(shm_file(type, name))) return false;
+        }
+        return true;
+      },
+      10);
+  std::string err;
+  wait_until([&] { return (err = probe.err()).find("leaked shared_memory") != std::string::npos; }, 5);
+  ASSERT_GE(took, 0) << "leftovers 10 s after the tree died\n" << err;
+  EXPECT_LE(took, 2.0) << err;
+  EXPECT_NE(err.find("resource_tracker: There appear to be 10 leaked semaphore objects to clean up at shutdown"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("leaked shared_memory objects"), std::string::npos) << err;
+  EXPECT_TRUE(wait_until([&] { return !mp::platform::process_exists(tree.pids["TRACKER"]); }, 5) >= 0)
+      << "the tracker should end once its work is done";
+}
+
+// Fault test 2: the tracker is SIGKILLed too; mp-tracker finds the leftovers and removes them.
+TEST_P(TrackerTree, MpTrackerCleansWhatAKilledTrackerLeft) {
+  if (!mp::platform::can_list_named_objects()) GTEST_SKIP() << "named objects cannot be listed here";
+  Probe probe({"leak", GetParam(), "5", "5"}, dir_ / "stderr");
+  LeakedTree tree = parse_tree(probe.read_until_ready());
+  ASSERT_EQ(tree.objects.size(), 11u) << probe.err();
+  ::kill(tree.pids["TRACKER"], SIGKILL);
+  ASSERT_GE(wait_until([&] { return !mp::platform::process_exists(tree.pids["TRACKER"]); }, 10), 0);
+  ::kill(tree.pids["CHILD"], SIGKILL);
+  ::kill(probe.pid, SIGKILL);
+  probe.wait_exit();
+  ASSERT_GE(wait_until([&] { return !mp::platform::process_exists(tree.pids["CHILD"]); }, 10), 0);
+  std::this_thread::sleep_for(300ms);
+  for (auto& [type, name] : tree.objects) ASSERT_TRUE(exists(shm_file(type, name))) << "nobody removed " << name;
+
+  // Only this tree's objects: other tests running meanwhile have theirs.
+  std::string names;
+  for (auto& [type, name] : tree.objects) names += " " + name;
+  auto run = [&](const std::string& args) {
+    std::string path = dir_ / "tool.out";
+    int rc = std::system((std::string(MP_TRACKER_TOOL) + " " + args + names + " > " + path + " 2>&1").c_str());
+    return std::make_pair(WEXITSTATUS(rc), read_file(path).value_or(""));
+  };
+  auto [lrc, listing] = run("list --json");
+  EXPECT_EQ(lrc, 0) << listing;
+  for (auto& [type, name] : tree.objects) {
+    auto at = listing.find("\"name\": \"" + name + "\"");
+    ASSERT_NE(at, std::string::npos) << name << "\n" << listing;
+    auto line = listing.substr(at, listing.find('}', at) - at);
+    EXPECT_NE(line.find("\"leaked\": true"), std::string::npos) << line;
+    EXPECT_NE(line.find("\"creator_alive\": false"), std::string::npos) << line;
+  }
+  auto [drc, dry] = run("clean --dry-run");
+  EXPECT_EQ(drc, 0) << dry;
+  for (auto& [type, name] : tree.objects) {
+    EXPECT_NE(dry.find("would remove " + type + " " + name), std::string::npos) << dry;
+    EXPECT_TRUE(exists(shm_file(type, name))) << "--dry-run removed " << name;
+  }
+  auto [crc, cleaned] = run("clean");
+  EXPECT_EQ(crc, 0) << cleaned;
+  for (auto& [type, name] : tree.objects) {
+    EXPECT_NE(cleaned.find("removed " + type + " " + name), std::string::npos) << cleaned;
+    EXPECT_FALSE(exists(shm_file(type, name))) << name << " is still there";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods, TrackerTree, testing::Values("spawn", "forkserver"));
+
+// Names with the protocol's separators, counted registrations, malformed lines: through a real
+// tracker process, whose verdict comes when the probe exits.
+TEST(Tracker, ProtocolThroughARealTracker) {
+  TempDir dir;
+  const std::string prefix = "/mp-test-" + mp::detail::make_object_name().substr(4, 12) + "-";
+  Probe probe({"protocol", prefix}, dir / "stderr");
+  auto lines = probe.read_until_ready();
+  int status = probe.wait_exit();
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << probe.err();
+  std::string out;
+  for (auto& l : lines) out += l + "\n";
+  EXPECT_NE(out.find("API: resource_tracker: cannot register"), std::string::npos) << out;
+  int tracker = 0;
+  for (auto& l : lines) {
+    if (l.rfind("TRACKER ", 0) == 0) tracker = std::stoi(l.substr(8));
+  }
+  ASSERT_GT(tracker, 0) << out;
+  ASSERT_GE(wait_until([&] { return !mp::platform::process_exists(tracker); }, 10), 0) << "the tracker did not end";
+  std::string err = probe.err();
+  // Five odd names and "twice": six shared-memory objects, one noop registered after the junk.
+  EXPECT_NE(err.find("There appear to be 6 leaked shared_memory objects"), std::string::npos) << err;
+  EXPECT_NE(err.find("There appear to be 1 leaked noop objects"), std::string::npos) << err;
+  int malformed = 0;
+  for (std::size_t at = 0; (at = err.find("ignored a malformed line", at)) != std::string::npos; ++at) ++malformed;
+  EXPECT_EQ(malformed, 6) << err;
+  for (std::string n : {"a:b:c", "with space", "50%25", "tab\there", "REGISTER noop x", "twice"}) {
+    EXPECT_FALSE(exists("/dev/shm/" + prefix.substr(1) + n)) << "not cleaned: " << n;
+  }
+  const std::string once = "/dev/shm/" + prefix.substr(1) + "once";
+  EXPECT_TRUE(exists(once)) << "registered and unregistered: the tracker must leave it";
+  ::unlink(once.c_str());
+}
+
+// A process that only opened a semaphore never removes it (CPython gh-82300): a spawn child
+// receives it, uses it, exits; the name is still there for the next child.
+void use_and_exit(mp::Semaphore s) { s.release(); }
+
+TEST(Tracker, AttachingNeverRemoves) {
+  auto& ctx = mp::get_context("spawn");
+  mp::Semaphore sem = ctx.Semaphore(0);
+  for (int i = 0; i < 2; ++i) {
+    auto p = ctx.Process(use_and_exit, sem);
+    p.start();
+    ASSERT_TRUE(p.join(kLong));
+    ASSERT_EQ(p.exitcode(), 0);
+    ASSERT_TRUE(sem.acquire(true, mp::Seconds(5)));
+    EXPECT_NO_THROW(mp::platform::NamedSemaphore::open(sem.name())) << "a child removed the name";
+  }
+  ASSERT_TRUE(mp::resource_tracker::pid().has_value());
+  EXPECT_TRUE(mp::platform::process_exists(*mp::resource_tracker::pid()));
+}
+
+// One tracker for the tree: spawn and forkserver children get the parent's.
+void report_tracker(mp::Connection c) { c.send(mp::resource_tracker::pid().value_or(-1)); }
+
+TEST(Tracker, ChildrenShareTheParentsTracker) {
+  mp::resource_tracker::ensure_running();
+  auto mine = mp::resource_tracker::pid();
+  ASSERT_TRUE(mine.has_value());
+  for (const char* method : {"fork", "spawn", "forkserver"}) {
+    auto [a, b] = mp::Pipe();
+    auto p = mp::get_context(method).Process(report_tracker, b);
+    p.start();
+    auto theirs = a.recv<int>();
+    ASSERT_TRUE(p.join(kLong));
+    EXPECT_EQ(theirs, *mine) << method;
+  }
+}
+
+// ensure_running() replaces a tracker that died, with CPython's warning.
+TEST(Tracker, ADeadTrackerIsReplaced) {
+  mp::resource_tracker::ensure_running();
+  int first = mp::resource_tracker::pid().value();
+  ::kill(first, SIGKILL);
+  ASSERT_GE(wait_until([&] { return !mp::platform::process_exists(first); }, 10), 0);
+  TempDir dir;
+  StderrCapture cap("fork", dir / "err");
+  mp::resource_tracker::ensure_running();
+  std::string err = cap.finish();
+  int second = mp::resource_tracker::pid().value();
+  EXPECT_NE(first, second);
+  EXPECT_TRUE(mp::platform::process_exists(second));
+  EXPECT_NE(err.find("resource_tracker: process died unexpectedly, relaunching"), std::string::npos) << err;
+}
+
+// ---- mp-tracker's command line -------------------------------------------------------------
+
+TEST(MpTrackerTool, HelpAndBadArguments) {
+  TempDir dir;
+  auto run = [&](const std::string& args) {
+    std::string path = dir / "out";
+    int rc = std::system((std::string(MP_TRACKER_TOOL) + " " + args + " > " + path + " 2>&1").c_str());
+    return std::make_pair(WEXITSTATUS(rc), read_file(path).value_or(""));
+  };
+  auto [hrc, help] = run("--help");
+  EXPECT_EQ(hrc, 0);
+  for (const char* word : {"list [--json]", "clean [--dry-run] [--all]", "Windows"}) {
+    EXPECT_NE(help.find(word), std::string::npos) << help;
+  }
+  for (const char* bad : {"", "frobnicate", "list --yaml", "clean --force"}) {
+    auto [rc, out] = run(bad);
+    EXPECT_EQ(rc, 2) << bad;
+    EXPECT_NE(out.find("mp-tracker: "), std::string::npos) << out;
+  }
+  auto [lrc, list] = run("list");
+  EXPECT_EQ(lrc, 0) << list;
+  EXPECT_NE(list.find("TYPE"), std::string::npos) << list;
+}
+
+// mp-tracker clean leaves what a live process uses, and --all removes it too.
+TEST(MpTrackerTool, CleanSparesLiveObjectsUnlessAll) {
+  if (!mp::platform::can_list_named_objects()) GTEST_SKIP() << "named objects cannot be listed here";
+  TempDir dir;
+  auto& ctx = mp::get_context("spawn");
+  mp::Semaphore sem = ctx.Semaphore(1);  // named, made by this (live) process
+  const std::string path = shm_file("semaphore", sem.name());
+  ASSERT_TRUE(exists(path));
+  std::string out_path = dir / "out";
+  int rc = std::system((std::string(MP_TRACKER_TOOL) + " clean " + sem.name() + " > " + out_path + " 2>&1").c_str());
+  EXPECT_EQ(WEXITSTATUS(rc), 0);
+  EXPECT_TRUE(exists(path)) << read_file(out_path).value_or("");
+  EXPECT_NE(read_file(out_path).value_or("").find("removed 0 objects"), std::string::npos);
+  rc = std::system(
+      (std::string(MP_TRACKER_TOOL) + " clean --all --dry-run " + sem.name() + " > " + out_path + " 2>&1").c_str());
+  EXPECT_NE(read_file(out_path).value_or("").find("would remove semaphore " + sem.name()), std::string::npos);
+  EXPECT_TRUE(exists(path));
+}
+
+}  // namespace
