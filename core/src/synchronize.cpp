@@ -184,16 +184,6 @@ struct SemLockState {
     count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_release);
   }
 
-  bool word_acquire(bool block, const Timeout& timeout) {
-    std::uint32_t free = 0;
-    if (lock.word->compare_exchange_strong(free, me, std::memory_order_acquire, std::memory_order_relaxed)) [[likely]] {
-      took(false);
-      return true;
-    }
-    if (!block) return false;
-    return word_acquire_slow(timeout);
-  }
-
   [[gnu::noinline]] bool word_acquire_slow(const Timeout& timeout) {
     using clock = std::chrono::steady_clock;
     std::optional<clock::time_point> deadline;
@@ -293,17 +283,33 @@ inline SemLockState& live(const std::shared_ptr<SemLockState>& s) {
 
 bool SemLock::acquire(bool block, Timeout timeout) {
   SemLockState& s = live(state_);
+  if (s.is_word()) [[likely]] {
+    // The fast path: nothing but the compare-and-swap (and RLock's recursion check).
+    if (s.kind == recursive_mutex && s.is_mine()) {
+      s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+      return true;
+    }
+    std::uint32_t free = 0;
+    if (s.lock.word->compare_exchange_strong(free, s.me, std::memory_order_acquire, std::memory_order_relaxed)) [[likely]] {
+      s.took(false);
+      return true;
+    }
+  }
+  return acquire_slow(block, timeout);
+}
+
+bool SemLock::acquire_slow(bool block, const Timeout& timeout) {
+  SemLockState& s = *state_;
+  if (s.is_word()) return block && s.word_acquire_slow(timeout);
   if (s.kind == recursive_mutex && s.is_mine()) {
     s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     return true;
   }
-  if (s.is_word()) return s.word_acquire(block, timeout);
   bool ok;
   if (!block) {
     ok = s.sem.try_acquire();
   } else {
-    if (timeout && timeout->count() < 0) timeout = Seconds(0);
-    ok = s.sem.acquire(timeout);
+    ok = s.sem.acquire(timeout && timeout->count() < 0 ? Timeout(Seconds(0)) : timeout);
   }
   if (!ok) return false;
   if (s.tracks_owner()) s.took(false);
@@ -312,6 +318,24 @@ bool SemLock::acquire(bool block, Timeout timeout) {
 
 void SemLock::release() {
   SemLockState& s = live(state_);
+  if (s.is_word() && s.kind != recursive_mutex) [[likely]] {
+    // The fast path: a Lock this process holds, nobody asleep on it. Give up ownership first
+    // (plain stores: only the holder writes these), then one compare-and-swap.
+    int before = s.count.load(std::memory_order_relaxed);
+    s.count.store(0, std::memory_order_release);
+    if (s.owner_died.load(std::memory_order_relaxed)) [[unlikely]] s.owner_died.store(false, std::memory_order_relaxed);
+    std::uint32_t mine = s.me;
+    if (s.lock.word->compare_exchange_strong(mine, 0, std::memory_order_release, std::memory_order_relaxed)) [[likely]] {
+      return;
+    }
+    try {
+      s.word_release();
+    } catch (...) {
+      s.count.store(before, std::memory_order_release);  // it was not held: nothing changes
+      throw;
+    }
+    return;
+  }
   if (s.kind == recursive_mutex) {
     if (!s.is_mine()) throw AssertionError("attempt to release recursive lock not owned by thread");
     if (int c = s.count.load(std::memory_order_relaxed); c > 1) {

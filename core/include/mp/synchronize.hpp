@@ -78,6 +78,7 @@ class SemLock {
   // lock_kind: a Lock or RLock (a word in shared memory), not a semaphore.
   SemLock(Kind kind, int value, int maxvalue, Context* ctx, bool lock_kind = false);
   std::optional<int> value() const;
+  bool acquire_slow(bool block, const Timeout& timeout);
   std::shared_ptr<detail::SemLockState> state_;
   friend class Condition;
 };
