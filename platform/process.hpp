@@ -67,6 +67,10 @@ class ChildExitNotifier {
   // In a forked child: restore default signal dispositions and drop the pipe.
   void reset_in_child() noexcept;
 };
+// Turns a polite termination request (SIGTERM; what Process::terminate() sends) into a call of
+// `fn` on a thread of its own, which should end the process. Call it before starting threads.
+void on_termination_request(void (*fn)());
+
 // Ignore SIGPIPE in this process (servers write to peers that may be gone).
 void ignore_broken_pipes() noexcept;
 

@@ -1,6 +1,7 @@
 // The resource tracker and mp-tracker, against real processes, real named semaphores and shared
 // memory in /dev/shm: the wire protocol, counted registrations, cleanup when a whole tree is
 // SIGKILLed, and mp-tracker finding what remains when the tracker was killed too.
+#include "probe_helpers.hpp"
 #include "test_helpers.hpp"
 
 #include <mp/mp.hpp>
@@ -66,109 +67,12 @@ TEST(TrackerApi, BadArgumentsAreClearErrors) {
   EXPECT_THROW(mp::resource_tracker::unregister_resource(std::string(300, 'x'), "noop"), mp::ValueError);
 }
 
-// ---- a probe program: its own tree, its own tracker -----------------------------------------
-
-struct Probe {
-  int pid = -1;
-  int out = -1;  // its standard output
-  std::string err_path;
-
-  Probe(const std::vector<std::string>& args, const std::string& stderr_file) : err_path(stderr_file) {
-    int fds[2];
-    if (::pipe(fds) != 0) throw std::runtime_error("pipe");
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-    posix_spawn_file_actions_addopen(&fa, 2, stderr_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
-    std::vector<std::string> all = {TRACKER_PROBE};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    int rc = ::posix_spawn(&pid, TRACKER_PROBE, &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(fds[1]);
-    if (rc != 0) throw std::runtime_error("posix_spawn tracker_probe");
-    out = fds[0];
-  }
-  ~Probe() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-    if (out >= 0) ::close(out);
-  }
-  // Lines of its output up to "READY" (or its end).
-  std::vector<std::string> read_until_ready() {
-    std::string text;
-    char buf[4096];
-    auto deadline = Clock::now() + kLong;
-    while (Clock::now() < deadline && text.find("READY\n") == std::string::npos) {
-      pollfd p{out, POLLIN, 0};
-      if (::poll(&p, 1, 100) <= 0) continue;
-      ssize_t n = ::read(out, buf, sizeof buf);
-      if (n <= 0) break;
-      text.append(buf, static_cast<std::size_t>(n));
-    }
-    std::vector<std::string> lines;
-    std::istringstream in(text);
-    for (std::string l; std::getline(in, l);) lines.push_back(l);
-    return lines;
-  }
-  int wait_exit() {
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    pid = -1;
-    return status;
-  }
-  std::string err() const { return read_file(err_path).value_or(""); }
-};
-
-std::string shm_file(const std::string& type, const std::string& name) {
-  return "/dev/shm/" + std::string(type == "semaphore" ? "sem." : "") + name.substr(1);
-}
-bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
-
-// Waits until `pred` holds; the seconds it took, or a negative number after `limit`.
-template <class P>
-double wait_until(P pred, double limit) {
-  auto t0 = Clock::now();
-  while (!pred()) {
-    if (elapsed_since(t0) > limit) return -1;
-    std::this_thread::sleep_for(5ms);
-  }
-  return elapsed_since(t0);
-}
-
-struct LeakedTree {
-  std::map<std::string, int> pids;  // PID, CHILD, TRACKER
-  std::vector<std::pair<std::string, std::string>> objects;  // (type, name)
-};
-
-LeakedTree parse_tree(const std::vector<std::string>& lines) {
-  LeakedTree t;
-  for (auto& l : lines) {
-    std::istringstream in(l);
-    std::string key;
-    in >> key;
-    if (key == "NAME") {
-      std::string type, name;
-      in >> type >> name;
-      t.objects.emplace_back(type, name);
-    } else if (key == "PID" || key == "CHILD" || key == "TRACKER") {
-      in >> t.pids[key];
-    }
-  }
-  return t;
-}
-
 class TrackerTree : public testing::TestWithParam<std::string> {
  protected:
   TempDir dir_;
 };
 
-// Fault test 1: a tree that made 10 named semaphores (and a held Lock, an Event) is SIGKILLed;
+// Fault test 1: a tree that made 10 named semaphores (and a held Lock) is SIGKILLed;
 // the tracker removes them all within 2 s of the last exit and warns as CPython's does.
 TEST_P(TrackerTree, SigkilledTreeIsCleanedUp) {
   if (!mp::platform::can_list_named_objects()) GTEST_SKIP() << "named objects cannot be listed here";

@@ -99,8 +99,17 @@ void cleanup_children() {
 
 void untrack_child(const std::shared_ptr<ProcessState>& s) {
   Globals& G = g();
-  std::lock_guard lock(G.mutex);
-  std::erase(G.children, s);
+  {
+    std::lock_guard lock(G.mutex);
+    std::erase(G.children, s);
+  }
+  // The child has ended: its arguments may go now (see Process::start). Destroyed outside the
+  // lock: dropping the last handle of a named object unlinks it.
+  std::unique_ptr<TaskBase> done;
+  {
+    std::lock_guard lock(s->mutex);
+    if (s->popen && s->popen->poll()) done = std::move(s->task);
+  }
 }
 
 std::string join_identity(const std::vector<int>& identity) {
@@ -466,7 +475,10 @@ void Process::start() {
   {
     std::lock_guard lock(s.mutex);
     s.popen = std::move(popen);
-    s.task.reset();  // as CPython drops _target/_args after start
+    // Unlike CPython (which drops _target/_args here), keep the arguments until the child has
+    // ended: a spawn or forkserver child opens the named objects they carry while it boots, and a
+    // fork child uses the parent's shared-heap blocks - neither may vanish because the caller
+    // dropped its own handles right after start(). (Released when the child is joined or reaped.)
   }
   detail::track_child(state_);
   if (Logger& log = get_logger(); log.enabled_for(LogLevel::debug)) {

@@ -145,6 +145,19 @@ void quiet_standard_input_output() noexcept {
   ::close(null);
 }
 
+void on_termination_request(void (*fn)()) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  if (int e = ::pthread_sigmask(SIG_BLOCK, &set, nullptr)) throw std::system_error(e, std::system_category(), "pthread_sigmask");
+  std::thread([set, fn] {
+    int sig = 0;
+    while (::sigwait(&set, &sig) != 0 || sig != SIGTERM) {
+    }
+    fn();
+  }).detach();
+}
+
 bool process_exists(int pid) noexcept {
   if (pid <= 0) return false;
   if (::kill(pid, 0) < 0 && errno == ESRCH) return false;

@@ -2,6 +2,9 @@
 #include "platform/error.hpp"
 #include "platform/unique_handle.hpp"
 #include "core/src/object_name.hpp"
+#include "mp_config.hpp"
+
+#include <cerrno>
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -43,17 +46,61 @@ SharedMemorySegment SharedMemorySegment::open(const std::string& name) {
   return SharedMemorySegment(map(fd.get(), size), size, name);
 }
 
+SharedMemorySegment SharedMemorySegment::create_anonymous(std::size_t size) {
+  if (size == 0) throw std::system_error(std::make_error_code(std::errc::invalid_argument), "shared memory of size 0");
+#if MP_HAVE_MEMFD
+  UniqueHandle fd(::memfd_create("mp-heap", MFD_CLOEXEC));
+  if (!fd) throw_last_error("memfd_create");
+#else
+  UniqueHandle fd;
+  for (int attempt = 0;; ++attempt) {
+    std::string name = random_name();
+    fd.reset(::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600));
+    if (fd) {
+      ::shm_unlink(name.c_str());
+      break;
+    }
+    if (errno != EEXIST || attempt > 8) throw_last_error("shm_open(" + name + ", O_CREAT|O_EXCL)");
+  }
+#endif
+  if (::ftruncate(fd.get(), static_cast<off_t>(size)) < 0) throw_last_error("ftruncate (anonymous shared memory)");
+  SharedMemorySegment seg(map(fd.get(), size), size, std::string());
+  seg.handle_ = fd.release();
+  return seg;
+}
+
+SharedMemorySegment SharedMemorySegment::from_handle(native_handle handle) {
+  UniqueHandle fd(handle);
+  struct stat st;
+  if (::fstat(fd.get(), &st) < 0) throw_last_error("fstat (shared memory handle)");
+  auto size = static_cast<std::size_t>(st.st_size);
+  if (size == 0) throw std::system_error(std::make_error_code(std::errc::invalid_argument), "shared memory handle of size 0");
+  SharedMemorySegment seg(map(fd.get(), size), size, std::string());
+  seg.handle_ = fd.release();
+  return seg;
+}
+
+std::string SharedMemorySegment::identity() const {
+  struct stat st;
+  if (handle_ < 0 || ::fstat(handle_, &st) < 0) return name_;
+  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+}
+
 void SharedMemorySegment::unlink(const std::string& name) {
   if (::shm_unlink(name.c_str()) < 0) throw_last_error("shm_unlink(" + name + ")");
 }
 
 SharedMemorySegment::SharedMemorySegment(SharedMemorySegment&& o) noexcept
-    : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)), name_(std::move(o.name_)) {}
+    : data_(std::exchange(o.data_, nullptr)),
+      handle_(std::exchange(o.handle_, invalid_handle)),
+      size_(std::exchange(o.size_, 0)),
+      name_(std::move(o.name_)) {}
 
 SharedMemorySegment& SharedMemorySegment::operator=(SharedMemorySegment&& o) noexcept {
   if (this != &o) {
     close();
     data_ = std::exchange(o.data_, nullptr);
+    handle_ = std::exchange(o.handle_, invalid_handle);
     size_ = std::exchange(o.size_, 0);
     name_ = std::move(o.name_);
   }
@@ -64,6 +111,8 @@ SharedMemorySegment::~SharedMemorySegment() { close(); }
 
 void SharedMemorySegment::close() noexcept {
   if (data_ != nullptr) ::munmap(data_, size_);
+  if (handle_ != invalid_handle) ::close(handle_);
+  handle_ = invalid_handle;
   data_ = nullptr;
   size_ = 0;
 }

@@ -40,6 +40,10 @@ class ValueError : public std::invalid_argument {  // misuse: a closed or invali
  public:
   using std::invalid_argument::invalid_argument;
 };
+class IndexError : public std::out_of_range {  // an index past the end (ShareableList, Array)
+ public:
+  using std::out_of_range::out_of_range;
+};
 class AssertionError : public std::logic_error {   // CPython's assert in process.py
  public:
   using std::logic_error::logic_error;

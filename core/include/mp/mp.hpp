@@ -9,6 +9,9 @@
 #include <mp/handle.hpp>
 #include <mp/logging.hpp>
 #include <mp/process.hpp>
+#include <mp/resource_tracker.hpp>
+#include <mp/shared_memory.hpp>
+#include <mp/sharedctypes.hpp>
 #include <mp/synchronize.hpp>
 #include <mp/task.hpp>
 #include <mp/time.hpp>

@@ -72,9 +72,11 @@ class SemLock {
   void save(detail::Encoder& enc) const;
   void load(detail::Decoder& dec);
 
+  // An empty handle, to decode into (any use but load() is an mp::ValueError).
+  SemLock() = default;
+
  protected:
   enum Kind : int { recursive_mutex = 0, semaphore = 1 };
-  SemLock() = default;
   // lock_kind: a Lock or RLock (a word in shared memory), not a semaphore.
   SemLock(Kind kind, int value, int maxvalue, Context* ctx, bool lock_kind = false);
   std::optional<int> value() const;
