@@ -87,7 +87,10 @@ std::string json_string(const std::string& s) {
 
 std::string join(const std::set<int>& pids, const char* sep) {
   std::string out;
-  for (int p : pids) out += (out.empty() ? "" : sep) + std::to_string(p);
+  for (int p : pids) {
+    if (!out.empty()) out.append(sep);
+    out.append(std::to_string(p));
+  }
   return out;
 }
 
@@ -114,8 +117,9 @@ int list(bool json, const std::set<std::string>& only) {
   }
   std::printf("%-14s %-31s %10s %8s %-6s %-16s %s\n", "TYPE", "NAME", "SIZE", "CREATOR", "ALIVE", "USERS", "STATE");
   for (auto& e : entries) {
-    std::string users = e.users.empty() ? "-" : join(e.users, ",");
-    if (!users_known) users = "?";
+    std::string users("-");
+    if (!users_known) users.assign("?");
+    else if (!e.users.empty()) users = join(e.users, ",");
     std::printf("%-14s %-31s %10llu %8s %-6s %-16s %s\n", e.object.type.c_str(), e.object.name.c_str(),
                 static_cast<unsigned long long>(e.object.size), e.creator ? std::to_string(*e.creator).c_str() : "?",
                 e.creator_alive ? "yes" : "no", users.c_str(), e.leaked ? "leaked" : "in use");

@@ -37,6 +37,7 @@ struct Globals {
   bool in_bootstrap = false;
   std::mutex after_fork_mutex;
   std::vector<std::function<void()>> after_fork;
+  std::vector<void (*)()> exit_hooks;  // run last at exit (CPython's negative-priority finalizers)
 };
 
 void atfork_prepare();
@@ -160,7 +161,15 @@ void exit_function() {
     log.info("calling join() for process " + p.name());
     p.join();
   }
+  std::vector<void (*)()> hooks;
+  {
+    std::lock_guard lock(G.mutex);
+    hooks = G.exit_hooks;
+  }
+  for (auto* hook : hooks) hook();
 }
+
+
 
 void main_exit_function() {
   try {
@@ -257,6 +266,13 @@ SpawnRequest prepare_spawn(Process& self, ProcessState& s, const std::string& me
 }  // namespace
 
 std::atomic<unsigned> g_fork_generation{0};
+
+void register_exit_hook(void (*hook)()) {
+  ensure_atexit();
+  Globals& G = g();
+  std::lock_guard lock(G.mutex);
+  if (std::find(G.exit_hooks.begin(), G.exit_hooks.end(), hook) == G.exit_hooks.end()) G.exit_hooks.push_back(hook);
+}
 
 std::string current_process_name() {
   Globals& G = g();

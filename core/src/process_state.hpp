@@ -94,6 +94,9 @@ std::string current_process_name();
 
 // The ProcessError CPython raises when a child starts processes before bootstrapping.
 void check_bootstrapped();
+// Runs `hook` at the end of this process's exit (after its children are joined), in the main
+// process and in children alike (CPython's finalizers with a negative exit priority).
+void register_exit_hook(void (*hook)());
 bool in_child_bootstrap() noexcept;
 
 // Every Process this process started and has not yet seen end.

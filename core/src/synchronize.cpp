@@ -9,6 +9,7 @@
 #include "platform/semaphore.hpp"
 #include "platform/shm.hpp"
 #include "process_state.hpp"
+#include "word_lock.hpp"
 
 #include <atomic>
 #include <climits>
@@ -17,6 +18,57 @@
 #include <thread>
 
 namespace mp::detail {
+
+WordLockResult word_lock_acquire_slow(std::atomic<std::uint32_t>& w, std::uint32_t me, const Timeout& timeout) {
+  using clock = std::chrono::steady_clock;
+  std::optional<clock::time_point> deadline;
+  if (timeout) deadline = clock::now() + std::chrono::duration_cast<clock::duration>(std::max(*timeout, Seconds(0)));
+  for (;;) {
+    std::uint32_t v = w.load(std::memory_order_relaxed);
+    if (v == 0) {
+      // Others may be asleep: keep the contended mark so our release wakes one.
+      if (w.compare_exchange_weak(v, me | kContended, std::memory_order_acquire, std::memory_order_relaxed)) {
+        return WordLockResult::acquired;
+      }
+      continue;
+    }
+    if ((v & kContended) == 0) {
+      if (!w.compare_exchange_weak(v, v | kContended, std::memory_order_relaxed)) continue;
+      v |= kContended;
+    }
+    std::chrono::nanoseconds step = kOwnerCheck;
+    bool last = false;
+    if (deadline) {
+      auto left = *deadline - clock::now();
+      if (left <= left.zero()) {
+        last = true;
+      } else if (left < step) {
+        step = std::chrono::duration_cast<std::chrono::nanoseconds>(left);
+      }
+    }
+    if (last || !platform::wait_on_address(w, v, step)) {
+      // A while without a wake-up: is the holder still there?
+      std::uint32_t holder = v & kPidMask;
+      if (holder != me && !platform::process_exists(static_cast<int>(holder))) {
+        if (w.compare_exchange_strong(v, me | kContended, std::memory_order_acquire, std::memory_order_relaxed)) {
+          return WordLockResult::owner_died;
+        }
+        continue;
+      }
+      if (last) return WordLockResult::timed_out;
+    }
+  }
+}
+
+bool word_lock_release(std::atomic<std::uint32_t>& w, std::uint32_t me) {
+  std::uint32_t v = me;
+  if (w.compare_exchange_strong(v, 0, std::memory_order_release, std::memory_order_relaxed)) return true;
+  do {
+    if (v == 0) return false;
+  } while (!w.compare_exchange_weak(v, 0, std::memory_order_release, std::memory_order_relaxed));
+  if (v & kContended) platform::wake_address(w, 1);
+  return true;
+}
 
 // The name of an OS object (semaphore, shared memory) and who removes it. CPython's rule: under
 // the fork context the creator removes it at once (children inherit the mapping, and the object
@@ -129,10 +181,6 @@ struct SharedWord {
   }
 };
 
-// Lock word: 0 when free, else the holder's pid, with kContended set while threads may sleep on it.
-constexpr std::uint32_t kContended = 1u << 30;
-constexpr std::uint32_t kPidMask = kContended - 1;
-constexpr auto kOwnerCheck = std::chrono::milliseconds(100);
 
 struct SemLockState {
   // A Lock or RLock: the word. A Semaphore: a named semaphore.
@@ -185,56 +233,14 @@ struct SemLockState {
   }
 
   [[gnu::noinline]] bool word_acquire_slow(const Timeout& timeout) {
-    using clock = std::chrono::steady_clock;
-    std::optional<clock::time_point> deadline;
-    if (timeout) deadline = clock::now() + std::chrono::duration_cast<clock::duration>(std::max(*timeout, Seconds(0)));
-    std::atomic<std::uint32_t>& w = *lock.word;
-    for (;;) {
-      std::uint32_t v = w.load(std::memory_order_relaxed);
-      if (v == 0) {
-        // Others may be asleep: keep the contended mark so our release wakes one.
-        if (w.compare_exchange_weak(v, me | kContended, std::memory_order_acquire, std::memory_order_relaxed)) {
-          took(false);
-          return true;
-        }
-        continue;
-      }
-      if ((v & kContended) == 0) {
-        if (!w.compare_exchange_weak(v, v | kContended, std::memory_order_relaxed)) continue;
-        v |= kContended;
-      }
-      std::chrono::nanoseconds step = kOwnerCheck;
-      bool last = false;
-      if (deadline) {
-        auto left = *deadline - clock::now();
-        if (left <= left.zero()) {
-          last = true;
-        } else if (left < step) {
-          step = std::chrono::duration_cast<std::chrono::nanoseconds>(left);
-        }
-      }
-      if (last || !platform::wait_on_address(w, v, step)) {
-        // A while without a wake-up: is the holder still there?
-        std::uint32_t holder = v & kPidMask;
-        if (holder != me && !platform::process_exists(static_cast<int>(holder))) {
-          if (w.compare_exchange_strong(v, me | kContended, std::memory_order_acquire, std::memory_order_relaxed)) {
-            took(true);
-            return true;
-          }
-          continue;
-        }
-        if (last) return false;
-      }
-    }
+    WordLockResult r = word_lock_acquire_slow(*lock.word, me, timeout);
+    if (r == WordLockResult::timed_out) return false;
+    took(r == WordLockResult::owner_died);
+    return true;
   }
 
   void word_release() {
-    std::atomic<std::uint32_t>& w = *lock.word;
-    std::uint32_t v = w.load(std::memory_order_relaxed);
-    do {
-      if (v == 0) throw ValueError("semaphore or lock released too many times");
-    } while (!w.compare_exchange_weak(v, 0, std::memory_order_release, std::memory_order_relaxed));
-    if (v & kContended) platform::wake_address(w, 1);
+    if (!word_lock_release(*lock.word, me)) throw ValueError("semaphore or lock released too many times");
   }
 };
 

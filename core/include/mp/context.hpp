@@ -21,6 +21,12 @@ class Condition;
 class Event;
 class SemLock;
 class Barrier;
+template <class T>
+class Queue;
+template <class T>
+class SimpleQueue;
+template <class T>
+class JoinableQueue;
 
 class Context {
  public:
@@ -55,6 +61,13 @@ class Context {
   mp::Barrier Barrier(int parties, Timeout timeout = {});
   template <class F>
   mp::Barrier Barrier(int parties, F&& action, Timeout timeout = {});
+  // Defined in <mp/queues.hpp>.
+  template <class T>
+  mp::Queue<T> Queue(int maxsize = 0);
+  template <class T>
+  mp::SimpleQueue<T> SimpleQueue();
+  template <class T>
+  mp::JoinableQueue<T> JoinableQueue(int maxsize = 0);
 
  private:
   friend Context& get_context(std::string_view);

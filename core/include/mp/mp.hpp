@@ -9,6 +9,7 @@
 #include <mp/handle.hpp>
 #include <mp/logging.hpp>
 #include <mp/process.hpp>
+#include <mp/queues.hpp>
 #include <mp/resource_tracker.hpp>
 #include <mp/shared_memory.hpp>
 #include <mp/sharedctypes.hpp>
