@@ -3,19 +3,20 @@
 
 One invocation measures all three on this machine, in the same run:
   * mp's Google Benchmark programs (<build-dir>/bench/<binary> --benchmark_format=json);
-  * CPython's multiprocessing: <baseline-dir>/py_baseline.py --only <cases> [--quick];
+  * CPython's multiprocessing: <baseline-dir>/py_baseline.py --only <cases> [--quick], and the
+    figures py_baseline.py lacks: bench/py_cases.py --only <cases> [--quick] (in this repository);
   * the raw limits: <baseline-dir>/limits.c, compiled here with gcc and run [--quick];
 then prints, per case, the three figures, the ratios and the case's targets with PASS/MISS.
 
     python3 bench/run.py                          # build dir: <repo>/build (or ./build)
     python3 bench/run.py --build-dir build-bench --quick --only fork,spawn --json out.json
     python3 bench/run.py --only connection        # a group: process, connection, pingpong, throughput,
-                                                  # sync, sync_pingpong
+                                                  # sync, sync_pingpong, shm
     python3 bench/run.py --only 'pp_*_same_cpu'   # a shell-style pattern over the case names
 
 The baselines print one JSON object per line ({"case", "metric", "value", "unit"}). If the
 baseline folder is missing (MP_BASELINE_DIR, --baseline-dir, default <repo>/../shared/baseline),
-mp's figures are printed alone. Standard library only.
+mp's figures are printed with bench/py_cases.py's alone. Standard library only.
 
 To add a case, add a CaseDef to CASES (and, for a new program, a target in bench/CMakeLists.txt).
 """
@@ -41,8 +42,9 @@ REPO = Path(__file__).resolve().parent.parent
 @dataclass(frozen=True)
 class Ref:
     """One figure: from mp's bench ("mp": case = benchmark name; metric empty for the wall-clock
-    time per iteration, or "bytes_per_second", shown as GB/s), from py_baseline.py ("py") or from
-    limits.c ("limits"): case and metric of its JSON lines."""
+    time per iteration, or "bytes_per_second", shown as GB/s), from py_baseline.py ("py"), from
+    bench/py_cases.py ("pyx": case = its --only name) or from limits.c ("limits"): case and metric
+    of its JSON lines."""
     source: str
     case: str
     metric: str = ""
@@ -58,8 +60,8 @@ class CaseDef:
     title: str
     mp: Ref                            # mp's figure (source "mp")
     binary: str = "bench_process"      # the bench program that measures mp (and "mp" refs)
-    python: Ref | None = None          # CPython's figure
-    py_case: str = ""                  # the py_baseline.py --only name that yields it
+    python: Ref | None = None          # CPython's figure (source "py", or "pyx": bench/py_cases.py)
+    py_case: str = ""                  # the py_baseline.py --only name that yields a "py" figure
     raw: tuple[Ref, ...] = ()          # the raw limit: the first one measured is used
     max_over_raw: float | None = None  # target (times): mp / raw at most this
     min_of_raw: float | None = None    # target (rates): mp / raw at least this
@@ -225,10 +227,76 @@ def _sync_cases() -> list[CaseDef]:
     return out
 
 
-CASES: list[CaseDef] = PROCESS_CASES + _connection_cases() + _sync_cases()
+# Shared memory (bench_shm; CPython's figures from py_baseline.py's shared_memory case and from
+# bench/py_cases.py). Named segments of 1 MiB: the raw limit is limits.c's shm_open cycle, call for
+# call; bench_shm times the same calls itself (alt). The handoffs: 256 MiB from the parent's
+# private buffer to a fork child that reads every byte, GB/s (see bench_shm.cpp, py_cases.py).
+SHM_MAX_OVER_RAW = 1.3    # issue 5: create and attach at most 1.3x the raw shm_open cycle
+HANDOFF_CONSUME = (Ref("mp", "consume_256MiB", "bytes_per_second",
+                       "the child's read of 256 MiB alone, byte sum, warm (bench_shm)"),
+                   Ref("pyx", "handoff_256MiB", "consume_only",
+                       "the CPython child's read of 256 MiB alone, bytes.find (memchr), warm (py_cases.py)"),
+                   Ref("limits", "memcpy", "64MiB", "memcpy 64 MiB (limits.c)"))
+
+
+def _shm_cases() -> list[CaseDef]:
+    g = ("shm",)
+    raw_create = Ref("mp", "raw_shm_create_map_unmap_unlink",
+                     label="shm_open+ftruncate+mmap+munmap+close+shm_unlink 1 MiB (bench_shm)")
+    raw_attach = Ref("mp", "raw_shm_attach_map_unmap", label="shm_open+fstat+mmap+munmap+close 1 MiB (bench_shm)")
+    raw_sem_incr = Ref("mp", "raw_sem_increment_2proc",
+                       label="sem_t wait+increment+post, 2 processes (bench_shm)")
+    raw_shm_handoff = Ref("mp", "raw_handoff_256MiB/shm", "bytes_per_second",
+                          "memcpy into a MAP_SHARED mapping + 1 byte on a socketpair, 256 MiB (bench_shm)")
+    raw_sp_handoff = Ref("mp", "raw_handoff_256MiB/socketpair", "bytes_per_second",
+                         "socketpair write()/read() into a reused buffer, 256 MiB (bench_shm)")
+    return [
+        CaseDef(key="shm_create", title="SharedMemory(create, 1 MiB) + close + unlink", binary="bench_shm", groups=g,
+                mp=Ref("mp", "shm_create"),
+                python=Ref("py", "shared_memory", "create_close_unlink_1MiB"), py_case="shared_memory",
+                raw=(Ref("limits", "shm_open", "create_map_unmap_unlink_1MiB",
+                         "shm_open+ftruncate+mmap+munmap+close+shm_unlink 1 MiB (limits.c)"), raw_create),
+                max_over_raw=SHM_MAX_OVER_RAW, alt=raw_create,
+                context=(Ref("mp", "shm_create_untracked", label="mp SharedMemory create+close+unlink, track=false"),
+                         Ref("mp", "raw_shm_create_map_unmap_unlink/fresh_name",
+                             label="the raw create cycle under a new random name each time (bench_shm)"))),
+        CaseDef(key="shm_attach", title="SharedMemory(name) attach 1 MiB + close", binary="bench_shm", groups=g,
+                mp=Ref("mp", "shm_attach"),
+                python=Ref("py", "shared_memory", "attach_close_1MiB"), py_case="shared_memory",
+                raw=(Ref("limits", "shm_open", "attach_map_unmap_1MiB",
+                         "shm_open+fstat+mmap+munmap+close 1 MiB (limits.c)"), raw_attach),
+                max_over_raw=SHM_MAX_OVER_RAW, alt=raw_attach),
+        # Reported, no target: ns per increment, two fork children incrementing one Value at once.
+        CaseDef(key="value_increment_2proc", title="Value<int> += 1 under get_lock(), 2 processes at once, per increment",
+                binary="bench_shm", groups=g,
+                mp=Ref("mp", "value_increment_2proc"),
+                python=Ref("pyx", "value_increment_2proc", "with_get_lock"),
+                raw=(raw_sem_incr,), alt=raw_sem_incr,
+                context=(Ref("mp", "raw_mutex_increment_2proc",
+                             label="pthread_mutex (pshared) lock+increment+unlock, 2 processes (bench_shm)"),)),
+        # Reported, no target: GB/s of a 256 MiB handoff to a child that reads every byte.
+        CaseDef(key="handoff_256MiB_shm", title="256 MiB to a child: memcpy into RawArray + notify, child sums",
+                binary="bench_shm", groups=g, higher_is_better=True,
+                mp=Ref("mp", "handoff_256MiB/shm", "bytes_per_second"),
+                python=Ref("pyx", "handoff_256MiB", "shm"),
+                raw=(raw_shm_handoff,), alt=raw_shm_handoff, context=HANDOFF_CONSUME),
+        CaseDef(key="handoff_256MiB_pipe", title="256 MiB to a child: Pipe() send_bytes / recv_bytes, child sums",
+                binary="bench_shm", groups=g, higher_is_better=True,
+                mp=Ref("mp", "handoff_256MiB/pipe", "bytes_per_second"),
+                python=Ref("pyx", "handoff_256MiB", "pipe"),
+                raw=(raw_sp_handoff,), alt=raw_sp_handoff,
+                context=(Ref("mp", "handoff_256MiB/pipe_into", "bytes_per_second",
+                             "mp Pipe() send_bytes / recv_bytes_into a reused buffer, 256 MiB, child sums"),
+                         Ref("limits", "socketpair_throughput", "1MiB_writes",
+                             "socketpair stream, 1 MiB write()s, unpinned (limits.c)"))),
+    ]
+
+
+CASES: list[CaseDef] = PROCESS_CASES + _connection_cases() + _sync_cases() + _shm_cases()
 
 # Extra arguments a bench program takes in a --quick run.
-QUICK_ARGS = {"bench_connection": ["--total_mib=128"]}   # as py_baseline.py --quick: 128 MiB streams
+QUICK_ARGS = {"bench_connection": ["--total_mib=128"],   # as py_baseline.py --quick: 128 MiB streams
+              "bench_shm": ["--increments=200000"]}      # a fifth, as py_cases.py --quick
 
 
 # ---- measurement ------------------------------------------------------------------------------
@@ -247,7 +315,7 @@ class Figure:
 class Results:
     figures: dict[tuple[str, str, str], Figure] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    raw_records: dict[str, list[dict]] = field(default_factory=lambda: {"mp": [], "py": [], "limits": []})
+    raw_records: dict[str, list[dict]] = field(default_factory=lambda: {"mp": [], "py": [], "pyx": [], "limits": []})
     python_version: str = ""
     ran: set[str] = field(default_factory=set)   # the sources that produced figures
 
@@ -283,9 +351,13 @@ def json_lines(text: str) -> list[dict]:
     return out
 
 
+# What Google Benchmark appends to a registered name: fixed iterations, repetitions, times, the clock.
+GBENCH_SUFFIX = r"(/(iterations|repeats|min_time|min_warmup_time|threads):[^/]+)*(/(real_time|process_time|manual_time))?"
+
+
 def bench_name(entry: dict) -> str:
     name = entry.get("run_name") or entry.get("name", "")
-    return re.sub(r"/(real_time|process_time|manual_time)$", "", name)
+    return re.sub(GBENCH_SUFFIX + "$", "", name)
 
 
 def find_binary(build_dir: Path, binary: str) -> Path | None:
@@ -310,7 +382,7 @@ def run_mp(cases: list[CaseDef], build_dir: Path, args, res: Results) -> None:
             continue
         names = sorted({r.case for r in refs})
         cmd = [str(exe), "--benchmark_format=json",
-               "--benchmark_filter=^(" + "|".join(re.escape(n) for n in names) + ")(/real_time)?$",
+               "--benchmark_filter=^(" + "|".join(re.escape(n) for n in names) + ")" + GBENCH_SUFFIX + "$",
                f"--benchmark_repetitions={args.repetitions}"]
         if args.quick:
             cmd.append("--benchmark_min_time=0.1")
@@ -383,6 +455,26 @@ def run_python(cases: list[CaseDef], baseline: Path, args, res: Results) -> None
     if p.returncode != 0:
         res.notes.append(f"py_baseline.py exited with {p.returncode}: {p.stderr.strip()[-500:]}")
     record_lines("py", json_lines(p.stdout), res)
+
+
+def run_py_cases(cases: list[CaseDef], args, res: Results) -> None:
+    """bench/py_cases.py: the CPython figures py_baseline.py lacks (Ref source "pyx")."""
+    wanted = sorted({r.case for c in cases for r in c.refs() if r.source == "pyx"})
+    if not wanted:
+        return
+    cmd = [args.python, str(REPO / "bench" / "py_cases.py"), "--only", ",".join(wanted)]
+    if args.quick:
+        cmd.append("--quick")
+    p = run(cmd, timeout=args.timeout)
+    if p is None:
+        res.notes.append("py_cases.py did not finish")
+        return
+    m = re.search(r"# python (\S+) .*start method (\S+)", p.stderr)
+    if m and not res.python_version:
+        res.python_version = f"CPython {m.group(1)} (default start method {m.group(2)})"
+    if p.returncode != 0:
+        res.notes.append(f"py_cases.py exited with {p.returncode}: {p.stderr.strip()[-500:]}")
+    record_lines("pyx", json_lines(p.stdout), res)
 
 
 def run_limits(cases: list[CaseDef], baseline: Path, args, res: Results) -> None:
@@ -537,6 +629,10 @@ def print_table(cases: list[CaseDef], rows: list[dict], res: Results, have_basel
         if any(c.alt and c.binary == "bench_sync" for c in cases):
             print("  sync: as limits.c - one sem_wait+sem_post on a process-shared sem_t; sem_open+sem_unlink+"
                   "sem_close;\n  two process-shared sem_t ping-pong (fork(), same placement)")
+        if any(c.alt and c.binary == "bench_shm" for c in cases):
+            print("  shm: limits.c's shm_open cycles, call for call; two fork()ed children incrementing an int under "
+                  "a\n  process-shared sem_t; 256 MiB handed over by memcpy into a MAP_SHARED mapping, or by "
+                  "write()/read()\n  on a socketpair into a reused buffer (the child sums every byte)")
     print("raw limit used:")
     by_label: dict[str, list[str]] = {}
     for c, r in zip(cases, rows):
@@ -560,7 +656,7 @@ def print_table(cases: list[CaseDef], rows: list[dict], res: Results, have_basel
     if res.python_version:
         print(f"python baseline: {res.python_version}")
     if not have_baseline:
-        print("note: baseline folder not found: CPython and limits.c figures are not shown "
+        print("note: baseline folder not found: py_baseline.py's and limits.c's figures are not shown "
               "(set MP_BASELINE_DIR or --baseline-dir)")
     if any(r["verdict"] == "PASS*" for r in rows):
         print("PASS*: every target that could be checked was met; some figures are missing")
@@ -610,7 +706,7 @@ def main() -> int:
     ap.add_argument("--repetitions", type=int, default=None,
                     help="Google Benchmark repetitions, the median is reported (default 3, quick 1)")
     ap.add_argument("--python", default=shutil.which("python3") or sys.executable,
-                    help="the interpreter for py_baseline.py (default: python3)")
+                    help="the interpreter for py_baseline.py and bench/py_cases.py (default: python3)")
     ap.add_argument("--cc", default="gcc", help="C compiler for limits.c (default: gcc)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds allowed to each program")
     args = ap.parse_args()
@@ -634,9 +730,11 @@ def main() -> int:
     run_mp(cases, build_dir, args, res)
     if have_baseline:
         run_python(cases, baseline, args, res)
+    run_py_cases(cases, args, res)   # in this repository: runs without the baseline folder too
+    if have_baseline:
         run_limits(cases, baseline, args, res)
     else:
-        log(f"baseline folder {baseline} not found: mp figures only")
+        log(f"baseline folder {baseline} not found: mp and py_cases.py figures only")
 
     rows = [evaluate(c, res) for c in cases]
     print(f"mp benchmarks ({'quick' if args.quick else 'full'} run; build {build_dir}; "

@@ -18,11 +18,11 @@ namespace mp::detail::tracker {
 
 namespace {
 
-// The process-wide client. Forked children keep the pipe end (that is how they share the tree's
+// The process-wide client. Forked children keep the socket end (that is how they share the tree's
 // tracker); the mutex is remade in the child.
 struct Client {
   std::mutex mutex;
-  platform::UniqueHandle fd;  // write end of the tracker's pipe
+  platform::UniqueHandle fd;  // our end of the tracker's socket pair
   int pid = -1;               // the tracker's pid, when known
   bool ours = false;          // this process started it (so reaps it if it dies)
 };
@@ -39,7 +39,10 @@ Client& client() {
 bool send_line(Client& c, const std::string& line) {
   if (!c.fd) return false;
   try {
-    platform::write_all(c.fd.get(), std::as_bytes(std::span(line.data(), line.size())));
+    // One send() with MSG_NOSIGNAL: a line is far below a socket buffer, so it arrives whole
+    // even with many writers.
+    platform::write_all2(c.fd.get(), std::as_bytes(std::span(line.data(), line.size())), {},
+                         platform::HandleKind::socket);
     return true;
   } catch (const std::system_error&) {
     return false;  // EPIPE: the tracker is gone
@@ -47,7 +50,9 @@ bool send_line(Client& c, const std::string& line) {
 }
 
 void launch(Client& c) {
-  platform::HandlePair p = platform::make_pipe();
+  // A socket pair rather than a pipe: writes need no SIGPIPE guard (MSG_NOSIGNAL), and the
+  // tracker still reads end-of-file once every process holding the other end has gone.
+  platform::HandlePair p = platform::make_socketpair();
   std::string exe = platform::executable_path();
   int pid = platform::spawn_process(exe, {exe, flag}, {p.first.get()});
   c.fd = std::move(p.second);

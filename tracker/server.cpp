@@ -1,5 +1,5 @@
 // The tracker process: a table of registered objects, counted per (type, name), and the cleanup
-// of what remains when the last writer of its pipe is gone.
+// of what remains when the last holder of its socket is gone.
 #include "tracker.hpp"
 
 #include "platform/pipe.hpp"
@@ -24,7 +24,7 @@ std::string printable(std::string_view s) {
 
 int server_main(native_handle_t fd) {
   // As CPython: Ctrl-C or a SIGTERM sent to the process group must not stop the tracker before
-  // the processes it watches; it ends when they have all closed the pipe.
+  // the processes it watches; it ends when they have all closed the socket.
   std::signal(SIGINT, SIG_IGN);
   std::signal(SIGTERM, SIG_IGN);
   platform::quiet_standard_input_output();
@@ -38,7 +38,7 @@ int server_main(native_handle_t fd) {
     try {
       n = platform::read_some(fd, buf);
     } catch (const std::system_error& e) {
-      say(std::string("reading the pipe failed: ") + e.what());
+      say(std::string("reading the socket failed: ") + e.what());
       break;
     }
     if (n == 0) break;

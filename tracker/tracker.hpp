@@ -1,5 +1,5 @@
 // tracker/tracker.hpp - the resource tracker's internals: wire protocol, cleanup table, and the
-// hooks the start methods use to hand the tracker's pipe to children.
+// hooks the start methods use to hand the tracker's socket to children.
 #pragma once
 #include "platform/native.hpp"
 
@@ -9,7 +9,7 @@
 
 namespace mp::detail::tracker {
 
-// ---- protocol: one line per command, at most max_line bytes (atomic on a pipe) ----------------
+// ---- protocol: one line per command, at most max_line bytes (one send, arrives whole) ----------------
 //   REGISTER <type> <name>\n   UNREGISTER <type> <name>\n   PROBE\n
 // <name> is percent-escaped: every byte outside '!'..'~', and '%' itself, becomes %XX.
 inline constexpr std::size_t max_line = 512;

@@ -66,8 +66,11 @@ struct Shared {
   alignas(64) std::atomic<std::uint64_t> head;  // consumed bytes
   std::atomic<std::uint32_t> space_seq;
   std::atomic<std::uint32_t> writers_sleeping;
-  alignas(64) std::atomic<std::int64_t> pending;  // put and not yet got
-  std::atomic<std::uint32_t> pending_seq;
+  // Items put and items got: qsize is the difference. Two counters, each written by one side,
+  // so a producer and a consumer do not fight over one cache line.
+  alignas(64) std::atomic<std::int64_t> puts;
+  alignas(64) std::atomic<std::int64_t> gets;
+  std::atomic<std::uint32_t> pending_seq;  // a put waiting for maxsize
   std::atomic<std::uint32_t> pending_sleepers;
   alignas(64) std::atomic<std::int64_t> unfinished;  // JoinableQueue: put and not yet task_done()
   std::atomic<std::uint32_t> unfinished_seq;
@@ -84,32 +87,51 @@ Deadline deadline_of(const Timeout& t) {
 
 bool passed(const Deadline& d) { return d && clock::now() >= *d; }
 
-// Registers as a sleeper on `seq`, re-checks `ready`, sleeps (at most until `deadline`, and at
-// most `slice` if given). Returns false only when the deadline has passed.
+// Waiting for a condition that another process makes true. The waiter reads the sequence word,
+// raises the "someone sleeps" flag, re-checks the condition and sleeps on the sequence. The
+// waker changes the state, then, if the flag is up, takes it down, bumps the sequence and wakes
+// everyone sleeping on it: one system call per sleep, not per item, and no lost wake-up (a
+// waiter whose flag a waker took down before it slept finds the sequence moved).
+//
+// Before sleeping, a waiter spins briefly (yielding the CPU now and then): a producer that is
+// running fills the ring within microseconds, and a consumer that catches it awake costs no
+// system call on either side.
 template <class Ready>
-bool sleep_on(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& sleepers, Ready ready, const Deadline& deadline,
-              std::optional<std::chrono::nanoseconds> slice = {}) {
-  sleepers.fetch_add(1, std::memory_order_seq_cst);
-  const std::uint32_t s = seq.load(std::memory_order_seq_cst);
-  bool ok = true;
-  if (!ready()) {
-    std::optional<std::chrono::nanoseconds> wait = slice;
-    if (deadline) {
-      auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - clock::now());
-      if (left.count() <= 0) {
-        ok = false;
-      } else if (!wait || left < *wait) {
-        wait = left;
-      }
+bool spin_for(Ready ready) {
+  const auto until = clock::now() + std::chrono::microseconds(20);
+  for (int i = 1;; ++i) {
+    if (ready()) return true;
+    if (i % 64 == 0) {
+      if (clock::now() >= until) return false;
+      std::this_thread::yield();
+    } else {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
     }
-    if (ok) platform::wait_on_address(seq, s, wait);
   }
-  sleepers.fetch_sub(1, std::memory_order_seq_cst);
-  return ok;
 }
 
-void wake(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& sleepers) {
-  if (sleepers.load(std::memory_order_seq_cst) != 0) {
+// Returns false only when the deadline has passed (the caller re-checks its condition).
+template <class Ready>
+bool sleep_on(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& flag, Ready ready, const Deadline& deadline,
+              std::optional<std::chrono::nanoseconds> slice = {}) {
+  if (spin_for(ready)) return true;
+  const std::uint32_t s = seq.load(std::memory_order_seq_cst);
+  flag.store(1, std::memory_order_seq_cst);
+  if (ready()) return true;
+  std::optional<std::chrono::nanoseconds> wait = slice;
+  if (deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - clock::now());
+    if (left.count() <= 0) return false;
+    if (!wait || left < *wait) wait = left;
+  }
+  platform::wait_on_address(seq, s, wait);
+  return true;
+}
+
+void wake(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& flag) {
+  if (flag.load(std::memory_order_seq_cst) != 0 && flag.exchange(0, std::memory_order_seq_cst) != 0) {
     seq.fetch_add(1, std::memory_order_seq_cst);
     platform::wake_address(seq, INT_MAX);
   }
@@ -134,7 +156,9 @@ struct QueueState {
   std::deque<std::vector<std::byte>> backlog;
   bool feeder_writing = false;
   bool feeder_running = false;
+  bool feeder_idle = false;  // waiting on cv (so a put must notify it)
   bool closed = false;
+  bool used = false;  // put() or get() was called in this process
   bool cancel_join = false;
   std::thread feeder;
 
@@ -168,7 +192,7 @@ struct QueueState {
     new (&backlog) std::deque<std::vector<std::byte>>();  // the parent's items are the parent's
     if (feeder.joinable()) new (&feeder) std::thread();
     feeder_writing = feeder_running = false;
-    closed = cancel_join = false;
+    closed = used = cancel_join = false;
     generation = fork_generation();
     me = my_pid();
   }
@@ -264,7 +288,9 @@ struct QueueState {
   void feeder_loop() {
     std::unique_lock lock(mutex);
     for (;;) {
+      feeder_idle = true;
       cv.wait(lock, [&] { return !backlog.empty() || !feeder_running; });
+      feeder_idle = false;
       if (backlog.empty()) break;  // stopped and drained
       std::vector<std::byte> item = std::move(backlog.front());
       backlog.pop_front();
@@ -375,22 +401,25 @@ void QueueCore::put(std::vector<std::byte> item, bool block, Timeout timeout) {
   {
     std::lock_guard lock(q.mutex);
     if (q.closed) closed_error();
+    q.used = true;
   }
   // A slot among maxsize (CPython's BoundedSemaphore).
   if (sh.maxsize > 0) {
     Deadline d = block ? deadline_of(timeout) : Deadline(clock::now());
+    auto room = [&] {
+      return sh.puts.load(std::memory_order_seq_cst) - sh.gets.load(std::memory_order_seq_cst) < sh.maxsize;
+    };
     for (;;) {
-      std::int64_t p = sh.pending.load(std::memory_order_relaxed);
-      if (p < sh.maxsize) {
-        if (sh.pending.compare_exchange_weak(p, p + 1, std::memory_order_acq_rel)) break;
+      std::int64_t p = sh.puts.load(std::memory_order_relaxed);
+      if (p - sh.gets.load(std::memory_order_acquire) < sh.maxsize) {
+        if (sh.puts.compare_exchange_weak(p, p + 1, std::memory_order_acq_rel)) break;
         continue;
       }
       if (!block || passed(d)) throw Full();
-      sleep_on(sh.pending_seq, sh.pending_sleepers,
-               [&] { return sh.pending.load(std::memory_order_seq_cst) < sh.maxsize; }, d);
+      sleep_on(sh.pending_seq, sh.pending_sleepers, room, d);
     }
   } else {
-    sh.pending.fetch_add(1, std::memory_order_acq_rel);
+    sh.puts.fetch_add(1, std::memory_order_acq_rel);
   }
   if (q.kind == Kind::joinable) sh.unfinished.fetch_add(1, std::memory_order_acq_rel);
 
@@ -404,11 +433,16 @@ void QueueCore::put(std::vector<std::byte> item, bool block, Timeout timeout) {
   if (q.backlog.empty() && !q.feeder_writing) {
     lock.unlock();
     if (q.write_item(item, true)) return;
+    // Full: a consumer that is running makes room within microseconds.
+    const std::uint64_t need = sizeof(RecordHeader) + round8(item.size());
+    if (item.size() <= q.max_chunk() && spin_for([&] { return q.free_bytes() >= need; }) && q.write_item(item, true)) {
+      return;
+    }
     lock.lock();
   }
   q.backlog.push_back(std::move(item));
   q.start_feeder_locked();
-  q.cv.notify_all();
+  if (q.feeder_idle) q.cv.notify_all();
 }
 
 std::vector<std::byte> QueueCore::get(bool block, Timeout timeout) {
@@ -417,6 +451,7 @@ std::vector<std::byte> QueueCore::get(bool block, Timeout timeout) {
   {
     std::lock_guard lock(q.mutex);
     if (q.closed) closed_error();
+    q.used = true;
   }
   const Deadline d = block ? deadline_of(timeout) : Deadline(clock::now());
   auto has_data = [&] {
@@ -472,10 +507,10 @@ std::vector<std::byte> QueueCore::get(bool block, Timeout timeout) {
       if (h.flags & kAbort) {
         item.clear();
         in_item = false;
-        sh.pending.fetch_sub(1, std::memory_order_acq_rel);  // the dead writer's item
+        sh.gets.fetch_add(1, std::memory_order_acq_rel);  // the dead writer's item
       } else if (orphan) {
         // The rest of an item whose reader died: lost with that reader.
-        if (took_over && !seen_first_record) sh.pending.fetch_sub(1, std::memory_order_acq_rel);
+        if (took_over && !seen_first_record) sh.gets.fetch_add(1, std::memory_order_acq_rel);
       } else {
         if (h.flags & kFirst) {
           item.clear();
@@ -490,8 +525,8 @@ std::vector<std::byte> QueueCore::get(bool block, Timeout timeout) {
       sh.head.store(next, std::memory_order_seq_cst);
       wake(sh.space_seq, sh.writers_sleeping);
       if (in_item && (h.flags & kLast)) {
-        sh.pending.fetch_sub(1, std::memory_order_acq_rel);
-        wake(sh.pending_seq, sh.pending_sleepers);
+        sh.gets.fetch_add(1, std::memory_order_seq_cst);
+        if (sh.maxsize > 0) wake(sh.pending_seq, sh.pending_sleepers);
         return item;
       }
     }
@@ -500,18 +535,25 @@ std::vector<std::byte> QueueCore::get(bool block, Timeout timeout) {
 }
 
 std::size_t QueueCore::qsize() const {
-  std::int64_t p = live().sh->pending.load(std::memory_order_acquire);
+  Shared& sh = *live().sh;
+  std::int64_t g = sh.gets.load(std::memory_order_acquire);
+  std::int64_t p = sh.puts.load(std::memory_order_acquire) - g;
   return p > 0 ? static_cast<std::size_t>(p) : 0;
 }
 
 bool QueueCore::empty() const {
   QueueState& q = live();
+  {
+    // As CPython: a closed SimpleQueue, or a closed Queue this process used, has no reader left.
+    std::lock_guard lock(q.mutex);
+    if (q.closed && (q.used || q.kind == Kind::simple)) closed_error();
+  }
   return q.sh->tail.load(std::memory_order_acquire) == q.sh->head.load(std::memory_order_acquire);
 }
 
 bool QueueCore::full() const {
   QueueState& q = live();
-  return q.sh->maxsize > 0 && q.sh->pending.load(std::memory_order_acquire) >= q.sh->maxsize;
+  return q.sh->maxsize > 0 && static_cast<std::int64_t>(qsize()) >= q.sh->maxsize;
 }
 
 void QueueCore::close() {

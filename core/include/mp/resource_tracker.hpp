@@ -1,7 +1,7 @@
 // mp/resource_tracker.hpp - the resource tracker (CPython's multiprocessing.resource_tracker).
 //
 // One tracker process per process tree, started on first need from the program's own executable.
-// Every process of the tree holds the write end of its pipe (inherited under fork, passed to
+// Every process of the tree holds an end of its socket pair (inherited under fork, passed to
 // children under spawn and forkserver). The library registers each named OS object it creates
 // under a context that keeps names (spawn, forkserver) and unregisters it when the creator
 // removes it. When every process holding the pipe has ended - normally or killed - the tracker

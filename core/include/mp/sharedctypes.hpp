@@ -52,32 +52,41 @@ class HeapBlock {
 template <class T>
 concept shareable_ctype = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T>;
 
-// The optional lock of a synchronized wrapper.
+// The optional lock of a synchronized wrapper (an empty SemLock handle when there is none; not
+// std::optional, which gcc 12 at -O3 reports falsely as maybe-uninitialized in users' code).
 class OptionalLock {
  public:
   OptionalLock() = default;
   explicit OptionalLock(bool make, Context* ctx) {
-    if (make) lock_ = RLock(ctx);
+    if (make) {
+      lock_ = RLock(ctx);
+      has_ = true;
+    }
   }
-  explicit OptionalLock(SemLock lock) : lock_(std::move(lock)) {}
-  bool has() const noexcept { return lock_.has_value(); }
+  explicit OptionalLock(SemLock lock) : lock_(std::move(lock)), has_(true) {}
+  bool has() const noexcept { return has_; }
   SemLock& get(const char* what) {
-    if (!lock_) throw ValueError(std::string(what) + " was made with lock=false: it has no lock (get_lock)");
-    return *lock_;
+    if (!has_) throw ValueError(std::string(what) + " was made with lock=false: it has no lock (get_lock)");
+    return lock_;
   }
   void lock() {
-    if (lock_) lock_->acquire();
+    if (has_) lock_.acquire();
   }
   void unlock() {
-    if (lock_) lock_->release();
+    if (has_) lock_.release();
   }
-  template <class A>
-  void serialize(A& a) {
-    a(lock_);
+  void save(Encoder& enc) const {
+    enc(has_);
+    if (has_) enc(lock_);
+  }
+  void load(Decoder& dec) {
+    dec(has_);
+    if (has_) dec(lock_);
   }
 
  private:
-  std::optional<SemLock> lock_;
+  SemLock lock_;
+  bool has_ = false;
 };
 
 }  // namespace detail
