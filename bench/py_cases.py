@@ -33,6 +33,12 @@ Cases (the emitted case name is the --only name):
         bytes(buf).count(0) copies the block first. memchr reads every byte at memory bandwidth,
         as bench_shm's C++ child does with its byte sum; compare consume_only with bench_shm's
         consume_256MiB.)
+  queue_pingpong  rtt, rtt_same_cpu, rtt_cross_cpu (us per round trip): one small int bounces
+        between this process and a fork child over two Queue()s (the parent put()s on `ping` and
+        get()s from `pong`, the child the other way round), as py_baseline.py's ping-pongs: the
+        child pins itself (placements as py_baseline.py's: none, both on CPU 0, parent on CPU 0 and
+        child on CPU 1), max(200, n // 20) round trips of warm-up, then 5 batches of n // 5; the
+        median batch mean. Every get() has a timeout (Queue.get(timeout=...)).
 """
 import json
 import multiprocessing as mp
@@ -207,6 +213,67 @@ def case_handoff_256MiB():
     finally:
         _stop([p])
     emit("handoff_256MiB", "pipe", rate, "GB/s", reps=reps, bytes=HANDOFF)
+
+
+# ---- queue_pingpong
+
+PLACEMENTS = {"": None, "_same_cpu": (0, 0), "_cross_cpu": (0, 1)}  # (parent, child), as py_baseline.py
+
+
+def _queue_echo(ping, pong, cpu):
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    while True:
+        m = ping.get(timeout=TIMEOUT_S)
+        if m is None:
+            return
+        pong.put(m)
+
+
+def _queue_pingpong_once(n, cpu):
+    """seconds per round trip"""
+    ctx = mp.get_context("fork")
+    ping, pong = ctx.Queue(), ctx.Queue()
+    p = ctx.Process(target=_queue_echo, args=(ping, pong, cpu), daemon=True)
+    try:
+        p.start()
+        i = 0
+        for _ in range(max(200, n // 20)):   # warm-up
+            ping.put(i & 255)
+            pong.get(timeout=TIMEOUT_S)
+            i += 1
+        batch = n // 5
+        means = []
+        for _ in range(5):
+            t0 = perf()
+            for _ in range(batch):
+                ping.put(i & 255)
+                pong.get(timeout=TIMEOUT_S)
+                i += 1
+            means.append((perf() - t0) / batch)
+        ping.put(None)
+        p.join(TIMEOUT_S)
+        if p.exitcode != 0:
+            raise RuntimeError(f"child exit code {p.exitcode}")
+    finally:
+        _stop([p])
+    return median(means)
+
+
+def case_queue_pingpong():
+    n = n_(20000, 4000)
+    allowed = os.sched_getaffinity(0)
+    for suffix, cpus in PLACEMENTS.items():
+        if cpus and not set(cpus) <= allowed:
+            emit("queue_pingpong", "rtt" + suffix, None, "us", skipped="CPUs not available")
+            continue
+        try:
+            if cpus:
+                os.sched_setaffinity(0, {cpus[0]})
+            rtt = _queue_pingpong_once(n, cpus and cpus[1])
+        finally:
+            os.sched_setaffinity(0, allowed)
+        emit("queue_pingpong", "rtt" + suffix, rtt * 1e6, "us", n=n)
 
 
 CASES = {name[5:]: fn for name, fn in list(globals().items()) if name.startswith("case_")}

@@ -11,7 +11,8 @@ then prints, per case, the three figures, the ratios and the case's targets with
     python3 bench/run.py                          # build dir: <repo>/build (or ./build)
     python3 bench/run.py --build-dir build-bench --quick --only fork,spawn --json out.json
     python3 bench/run.py --only connection        # a group: process, connection, pingpong, throughput,
-                                                  # sync, sync_pingpong, shm
+                                                  # sync, sync_pingpong, shm, queue, queue_throughput,
+                                                  # queue_pingpong
     python3 bench/run.py --only 'pp_*_same_cpu'   # a shell-style pattern over the case names
 
 The baselines print one JSON object per line ({"case", "metric", "value", "unit"}). If the
@@ -42,7 +43,8 @@ REPO = Path(__file__).resolve().parent.parent
 @dataclass(frozen=True)
 class Ref:
     """One figure: from mp's bench ("mp": case = benchmark name; metric empty for the wall-clock
-    time per iteration, or "bytes_per_second", shown as GB/s), from py_baseline.py ("py"), from
+    time per iteration, "bytes_per_second", shown as GB/s, or a user counter: "msg_per_s" is shown
+    as msg/s, see MP_COUNTER_UNITS), from py_baseline.py ("py"), from
     bench/py_cases.py ("pyx": case = its --only name) or from limits.c ("limits"): case and metric
     of its JSON lines."""
     source: str
@@ -292,11 +294,59 @@ def _shm_cases() -> list[CaseDef]:
     ]
 
 
-CASES: list[CaseDef] = PROCESS_CASES + _connection_cases() + _sync_cases() + _shm_cases()
+# Queues (bench_queue; CPython's figures from py_baseline.py's queue_throughput and bench/py_cases.py's
+# queue_pingpong). Throughput: a producer child put()s N items, the parent get()s them, msg/s, the
+# median of 3 runs as py_baseline.py's; the raw limit is limits.c's framed pipe stream of the same
+# payload and placement ("1 write + 2 reads per msg", the framing CPython's Queue uses over its
+# pipe), reported, no target. Latency: one item bounces over two queues; the raw limit is limits.c's
+# pipe ping-pong (two pipe()s, 64 B, same placement).
+QUEUE_INT_MIN_SPEEDUP = 20      # issue 6: small ints at least 20x CPython's Queue
+QUEUE_4KIB_MIN_SPEEDUP = 5      # issue 6: 4 KiB payloads at least 5x
+QUEUE_PP_MAX_OVER_RAW = 1.3     # issue 6: an idle put->get round trip at most 1.3x the raw pipe ping-pong
+
+
+def _queue_cases() -> list[CaseDef]:
+    out = []
+    # key, bench_queue item, title, py_baseline metric, framed payload (limits.c and bench_queue), target
+    streams = (("queue_int", "int", "Queue<int> producer child -> parent, small ints", "int_msgs", "8B",
+                QUEUE_INT_MIN_SPEEDUP),
+               ("queue_4KiB", "4KiB", "Queue<vector<byte>> producer child -> parent, 4 KiB", "4KiB_msgs", "4KiB",
+                QUEUE_4KIB_MIN_SPEEDUP))
+    for key, what, title, py_metric, payload, target in streams:
+        for pl, suffix, pl_title in PLACEMENTS:
+            limit = Ref("limits", "pipe_framed_msgs", f"{payload}_msgs{suffix}",
+                        f"pipe, 4-byte length + {payload} per write(), 2 read()s per msg, {pl_title} (limits.c)")
+            own = Ref("mp", f"raw_framed_pipe/{payload}/{pl}", "msg_per_s",
+                      f"pipe, 4-byte length + {payload} per write(), 2 read()s per msg, {pl_title} (bench_queue)")
+            out.append(CaseDef(
+                key=f"{key}_{pl}", title=f"{title}, {pl_title}", binary="bench_queue",
+                groups=("queue", "queue_throughput"), higher_is_better=True,
+                mp=Ref("mp", f"queue_throughput/{what}/{pl}", "msg_per_s"),
+                python=Ref("py", "queue_throughput", py_metric + suffix), py_case="queue_throughput",
+                raw=(limit, own), alt=own, min_speedup_vs_python=target))
+    for pl, suffix, pl_title in PLACEMENTS:
+        limit = Ref("limits", "pipe_pingpong", "rtt" + suffix, f"pipe ping-pong 64 B, {pl_title} (limits.c)")
+        own = Ref("mp", f"raw_pingpong/pipe64/{pl}", label=f"pipe ping-pong 64 B, {pl_title} (bench_queue)")
+        out.append(CaseDef(
+            key=f"queue_pp_{pl}", title=f"Queue<int> ping-pong over two queues, idle, {pl_title}",
+            binary="bench_queue", groups=("queue", "queue_pingpong"),
+            mp=Ref("mp", f"queue_pingpong/int/{pl}"),
+            python=Ref("pyx", "queue_pingpong", "rtt" + suffix),
+            raw=(limit, own), max_over_raw=QUEUE_PP_MAX_OVER_RAW, alt=own,
+            context=(Ref("limits", "futex_pingpong", "rtt" + suffix,
+                         f"futex ping-pong, {pl_title} (limits.c): a shared-memory handoff's floor"),)))
+    return out
+
+
+CASES: list[CaseDef] = PROCESS_CASES + _connection_cases() + _sync_cases() + _shm_cases() + _queue_cases()
 
 # Extra arguments a bench program takes in a --quick run.
 QUICK_ARGS = {"bench_connection": ["--total_mib=128"],   # as py_baseline.py --quick: 128 MiB streams
-              "bench_shm": ["--increments=200000"]}      # a fifth, as py_cases.py --quick
+              "bench_shm": ["--increments=200000"],      # a fifth, as py_cases.py --quick
+              "bench_queue": ["--int_msgs=20000", "--bytes_msgs=10000"]}  # as py_baseline.py --quick
+
+# Units of bench programs' user counters (other counters are shown without a unit).
+MP_COUNTER_UNITS = {"msg_per_s": "msg/s"}
 
 
 # ---- measurement ------------------------------------------------------------------------------
@@ -409,7 +459,8 @@ def run_mp(cases: list[CaseDef], build_dir: Path, args, res: Results) -> None:
             errors = [e for e in mine if e.get("error_occurred")]
             medians = [e for e in mine if e.get("run_type") == "aggregate" and e.get("aggregate_name") == "median"]
             runs = [e for e in mine if e.get("run_type", "iteration") == "iteration" and not e.get("error_occurred")]
-            unit = "GB/s" if ref.metric == "bytes_per_second" else "us"
+            unit = ("GB/s" if ref.metric == "bytes_per_second" else MP_COUNTER_UNITS.get(ref.metric, "")
+                    if ref.metric else "us")
             if errors:
                 msg = errors[0].get("error_message", "error")
                 res.figures[ref.key()] = Figure(None, unit, f"error: {msg}")
@@ -420,7 +471,7 @@ def run_mp(cases: list[CaseDef], build_dir: Path, args, res: Results) -> None:
                     v = e.get("bytes_per_second")
                     res.figures[ref.key()] = Figure(None if v is None else v / 1e9, "GB/s", note)
                 elif ref.metric:
-                    res.figures[ref.key()] = Figure(e.get(ref.metric), "", note)
+                    res.figures[ref.key()] = Figure(e.get(ref.metric), MP_COUNTER_UNITS.get(ref.metric, ""), note)
                 else:
                     res.figures[ref.key()] = Figure(e["real_time"], e.get("time_unit", "ns"), note)
             else:
@@ -521,6 +572,11 @@ def fmt_fig(fig: Figure | None) -> str:
     if fig.value is None:
         return "error" if fig.note.startswith("error") else "-"
     us = in_us(fig)
+    if us is None and fig.unit == "msg/s":
+        for scale, prefix in ((1e6, "M"), (1e3, "k")):
+            if fig.value >= scale:
+                return f"{fig.value / scale:.3g} {prefix}msg/s"
+        return f"{fig.value:.3g} msg/s"
     if us is None:
         return f"{fig.value:,.4g} {fig.unit}"
     if us >= 1e6:
@@ -633,6 +689,10 @@ def print_table(cases: list[CaseDef], rows: list[dict], res: Results, have_basel
             print("  shm: limits.c's shm_open cycles, call for call; two fork()ed children incrementing an int under "
                   "a\n  process-shared sem_t; 256 MiB handed over by memcpy into a MAP_SHARED mapping, or by "
                   "write()/read()\n  on a socketpair into a reused buffer (the child sums every byte)")
+        if any(c.alt and c.binary == "bench_queue" for c in cases):
+            print("  queue: limits.c's framed pipe stream (child -> parent, one write() of length + payload, two "
+                  "read()s),\n  median of 3 runs timed from go (limits.c also times the fork); limits.c's two-pipe "
+                  "64 B ping-pong")
     print("raw limit used:")
     by_label: dict[str, list[str]] = {}
     for c, r in zip(cases, rows):

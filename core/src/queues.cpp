@@ -29,6 +29,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <mutex>
 #include <new>
 #include <thread>
@@ -97,8 +98,8 @@ bool passed(const Deadline& d) { return d && clock::now() >= *d; }
 // running fills the ring within microseconds, and a consumer that catches it awake costs no
 // system call on either side.
 template <class Ready>
-bool spin_for(Ready ready) {
-  const auto until = clock::now() + std::chrono::microseconds(20);
+bool spin_for(Ready ready, std::chrono::microseconds budget = std::chrono::microseconds(20)) {
+  const auto until = clock::now() + budget;
   for (int i = 1;; ++i) {
     if (ready()) return true;
     if (i % 64 == 0) {
@@ -250,7 +251,7 @@ struct QueueState {
 
   // Writes a whole item under the writer lock (blocking for room). With `try_only`, gives up
   // (returning false, nothing written) unless the lock is free and the item fits at once.
-  bool write_item(const std::vector<std::byte>& item, bool try_only) {
+  bool write_item(std::span<const std::byte> item, bool try_only) {
     const std::size_t n = item.size();
     if (try_only) {
       if (n > max_chunk()) return false;
@@ -395,7 +396,7 @@ namespace {
 [[noreturn]] void closed_error() { throw ValueError("Queue is closed"); }
 }  // namespace
 
-void QueueCore::put(std::vector<std::byte> item, bool block, Timeout timeout) {
+void QueueCore::put(std::span<const std::byte> item, bool block, Timeout timeout) {
   QueueState& q = live();
   Shared& sh = *q.sh;
   {
@@ -433,19 +434,23 @@ void QueueCore::put(std::vector<std::byte> item, bool block, Timeout timeout) {
   if (q.backlog.empty() && !q.feeder_writing) {
     lock.unlock();
     if (q.write_item(item, true)) return;
-    // Full: a consumer that is running makes room within microseconds.
+    // Full: a consumer that is running makes room within microseconds, and writing it here
+    // beats waking the feeder thread. Only a consumer that stalls sends the item to the feeder.
     const std::uint64_t need = sizeof(RecordHeader) + round8(item.size());
-    if (item.size() <= q.max_chunk() && spin_for([&] { return q.free_bytes() >= need; }) && q.write_item(item, true)) {
-      return;
+    if (item.size() <= q.max_chunk()) {
+      for (int attempt = 0; attempt < 4; ++attempt) {
+        if (!spin_for([&] { return q.free_bytes() >= need; }, std::chrono::microseconds(50))) break;
+        if (q.write_item(item, true)) return;
+      }
     }
     lock.lock();
   }
-  q.backlog.push_back(std::move(item));
+  q.backlog.emplace_back(item.begin(), item.end());
   q.start_feeder_locked();
   if (q.feeder_idle) q.cv.notify_all();
 }
 
-std::vector<std::byte> QueueCore::get(bool block, Timeout timeout) {
+void QueueCore::get(Sink sink, void* ctx, bool block, Timeout timeout) {
   QueueState& q = live();
   Shared& sh = *q.sh;
   {
@@ -511,6 +516,21 @@ std::vector<std::byte> QueueCore::get(bool block, Timeout timeout) {
       } else if (orphan) {
         // The rest of an item whose reader died: lost with that reader.
         if (took_over && !seen_first_record) sh.gets.fetch_add(1, std::memory_order_acq_rel);
+      } else if ((h.flags & (kFirst | kLast)) == (kFirst | kLast) &&
+                 (head + sizeof h) % q.cap + n <= q.cap) {
+        // The common case: a whole item in one piece of the ring. Decode it in place.
+        std::exception_ptr failed;
+        try {
+          sink(ctx, std::span<const std::byte>(q.ring + (head + sizeof h) % q.cap, n));
+        } catch (...) {
+          failed = std::current_exception();
+        }
+        sh.head.store(next, std::memory_order_seq_cst);
+        wake(sh.space_seq, sh.writers_sleeping);
+        sh.gets.fetch_add(1, std::memory_order_seq_cst);
+        if (sh.maxsize > 0) wake(sh.pending_seq, sh.pending_sleepers);
+        if (failed) std::rethrow_exception(failed);
+        return;
       } else {
         if (h.flags & kFirst) {
           item.clear();
@@ -527,7 +547,8 @@ std::vector<std::byte> QueueCore::get(bool block, Timeout timeout) {
       if (in_item && (h.flags & kLast)) {
         sh.gets.fetch_add(1, std::memory_order_seq_cst);
         if (sh.maxsize > 0) wake(sh.pending_seq, sh.pending_sleepers);
-        return item;
+        sink(ctx, item);  // assembled: the reader lock is released by the guard afterwards
+        return;
       }
     }
     // Nothing whole to take (someone else got it, or an item was abandoned): wait again.

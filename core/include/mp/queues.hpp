@@ -41,8 +41,12 @@ class QueueCore {
   QueueCore() = default;
   QueueCore(Kind kind, int maxsize, std::size_t ring_bytes = 0);
 
-  void put(std::vector<std::byte> item, bool block, Timeout timeout);
-  std::vector<std::byte> get(bool block, Timeout timeout);
+  // Copies `item` (into the ring, or into this process's backlog for the feeder).
+  void put(std::span<const std::byte> item, bool block, Timeout timeout);
+  // Hands the next item's bytes to `sink` - straight from the ring when they lie in one piece -
+  // and consumes the item (also when `sink` throws, which then propagates).
+  using Sink = void (*)(void* ctx, std::span<const std::byte> bytes);
+  void get(Sink sink, void* ctx, bool block, Timeout timeout);
   std::size_t qsize() const;
   bool empty() const;
   bool full() const;
@@ -60,23 +64,35 @@ class QueueCore {
   std::shared_ptr<QueueState> state_;
 };
 
-template <class T>
-std::vector<std::byte> encode_item(const T& v) {
+// Encodes into a per-thread buffer that keeps its capacity (no allocation per item once warm).
+template <class T, class Put>
+void put_encoded(const T& v, Put&& put) {
+  thread_local std::vector<std::byte> buffer;
   Encoder enc;
+  buffer.clear();
+  enc.bytes().swap(buffer);
+  struct Restore {
+    Encoder& enc;
+    ~Restore() { enc.bytes().swap(buffer); }
+  } restore{enc};
   enc(v);
   if (!enc.handles().empty()) {
     throw ValueError("a queue item cannot carry OS handles (Connections, Locks, ...): send those over a Connection "
                      "or as Process arguments");
   }
-  return std::move(enc.bytes());
+  put(std::span<const std::byte>(enc.bytes()));
 }
 
 template <class T>
-T decode_item(const std::vector<std::byte>& bytes) {
+T get_decoded(QueueCore& core, bool block, Timeout timeout) {
   static_assert(std::is_default_constructible_v<T>, "queue items must be default-constructible");
-  Decoder dec(bytes);
   T v{};
-  dec(v);
+  core.get(
+      [](void* ctx, std::span<const std::byte> bytes) {
+        Decoder dec(bytes);
+        dec(*static_cast<T*>(ctx));
+      },
+      &v, block, timeout);
   return v;
 }
 
@@ -91,8 +107,10 @@ class Queue {
   // so every start method can receive it.)
   explicit Queue(int maxsize = 0, Context* = nullptr) : core_(detail::QueueCore::Kind::queue, maxsize) {}
 
-  void put(const T& item, bool block = true, Timeout timeout = {}) { core_.put(detail::encode_item(item), block, timeout); }
-  T get(bool block = true, Timeout timeout = {}) { return detail::decode_item<T>(core_.get(block, timeout)); }
+  void put(const T& item, bool block = true, Timeout timeout = {}) {
+    detail::put_encoded(item, [&](std::span<const std::byte> b) { core_.put(b, block, timeout); });
+  }
+  T get(bool block = true, Timeout timeout = {}) { return detail::get_decoded<T>(core_, block, timeout); }
   void put_nowait(const T& item) { put(item, false); }
   T get_nowait() { return get(false); }
   // Items put and not yet got (as CPython's, approximate while others put and get).
@@ -132,8 +150,10 @@ class SimpleQueue {
 
  public:
   explicit SimpleQueue(Context* = nullptr) : core_(detail::QueueCore::Kind::simple, 0) {}
-  void put(const T& item) { core_.put(detail::encode_item(item), true, {}); }
-  T get() { return detail::decode_item<T>(core_.get(true, {})); }
+  void put(const T& item) {
+    detail::put_encoded(item, [&](std::span<const std::byte> b) { core_.put(b, true, {}); });
+  }
+  T get() { return detail::get_decoded<T>(core_, true, {}); }
   bool empty() const { return core_.empty(); }
   void close() { core_.close(); }
 
