@@ -142,7 +142,7 @@ std::uint32_t my_pid() { return static_cast<std::uint32_t>(platform::current_pid
 
 }  // namespace
 
-struct QueueState {
+struct QueueState : std::enable_shared_from_this<QueueState> {
   HeapBlock block;
   Shared* sh = nullptr;
   std::byte* ring = nullptr;
@@ -164,12 +164,23 @@ struct QueueState {
   std::thread feeder;
 
   ~QueueState() {
-    // The last handle in this process: its items still go out (CPython's feeder keeps running
-    // until flushed), unless cancel_join_thread() said otherwise.
-    if (generation != fork_generation()) {
-      if (feeder.joinable()) new (&feeder) std::thread();  // not ours: the parent's thread
-      return;
+    // Only reached when no feeder runs (a running feeder holds this state): the thread object
+    // left is the parent's (after a fork) or already finished.
+    if (feeder.joinable()) {
+      if (generation != fork_generation()) {
+        new (&feeder) std::thread();
+      } else if (feeder.get_id() == std::this_thread::get_id()) {
+        feeder.detach();  // the feeder itself let go of the last reference: it is ending
+      } else {
+        feeder.join();
+      }
     }
+  }
+
+  // The last user handle in this process is gone: its items still go out (CPython's feeder keeps
+  // running until flushed), unless cancel_join_thread() said otherwise.
+  void last_handle_gone() {
+    if (generation != fork_generation()) return;  // the parent's feeder, not ours
     stop_feeder(!cancel_join);
   }
 
@@ -312,7 +323,8 @@ struct QueueState {
   void start_feeder_locked() {
     if (feeder_running) return;
     feeder_running = true;
-    feeder = std::thread([this] { feeder_loop(); });
+    // The thread holds the state: a feeder left writing (cancel_join_thread) keeps what it uses.
+    feeder = std::thread([self = shared_from_this()] { self->feeder_loop(); });
     register_exit_hook(&flush_all_at_exit);
     track(this);
   }
@@ -332,10 +344,10 @@ struct QueueState {
     }
     untrack(this);
     if (!t.joinable()) return;
-    if (flush || !writing) {
+    if ((flush || !writing) && t.get_id() != std::this_thread::get_id()) {
       t.join();
     } else {
-      t.detach();  // mid-write into a ring nobody reads: let it be
+      t.detach();  // mid-write into a ring nobody reads: let it be (it holds the state)
     }
   }
 
@@ -369,6 +381,14 @@ struct QueueState {
   }
 };
 
+// What QueueCore handles share: when the last one in this process goes, the feeder is told.
+struct QueueUser {
+  std::shared_ptr<QueueState> state;
+  ~QueueUser() {
+    if (state) state->last_handle_gone();
+  }
+};
+
 }  // namespace mp::detail
 
 namespace mp::detail {
@@ -383,13 +403,14 @@ QueueCore::QueueCore(Kind kind, int maxsize, std::size_t ring_bytes) {
   sh->maxsize = maxsize > 0 ? maxsize : 0;
   auto s = std::make_shared<QueueState>();
   s->attach(std::move(b));
-  state_ = std::move(s);
+  state_ = std::make_shared<QueueUser>(QueueUser{std::move(s)});
 }
 
 QueueState& QueueCore::live() const {
   if (!state_) throw ValueError("use of an empty queue");
-  state_->refresh();
-  return *state_;
+  QueueState& q = *state_->state;
+  q.refresh();
+  return q;
 }
 
 namespace {
@@ -632,7 +653,7 @@ void QueueCore::load(Decoder& dec) {
   dec(b);
   auto s = std::make_shared<QueueState>();
   s->attach(std::move(b));
-  state_ = std::move(s);
+  state_ = std::make_shared<QueueUser>(QueueUser{std::move(s)});
 }
 
 }  // namespace mp::detail

@@ -300,6 +300,10 @@ bool SemLock::acquire(bool block, Timeout timeout) {
       s.took(false);
       return true;
     }
+  } else if (s.kind != recursive_mutex && s.sem.try_acquire()) {
+    // A Semaphore with a count to take: one sem_trywait, whatever block and timeout say.
+    if (s.tracks_owner()) s.took(false);
+    return true;
   }
   return acquire_slow(block, timeout);
 }

@@ -33,6 +33,7 @@ namespace mp {
 namespace detail {
 
 struct QueueState;
+struct QueueUser;
 
 // The bytes-level queue under Queue<T>, SimpleQueue<T> and JoinableQueue<T>.
 class QueueCore {
@@ -61,7 +62,7 @@ class QueueCore {
 
  private:
   QueueState& live() const;
-  std::shared_ptr<QueueState> state_;
+  std::shared_ptr<QueueUser> state_;
 };
 
 // Encodes into a per-thread buffer that keeps its capacity (no allocation per item once warm).
