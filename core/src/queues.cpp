@@ -102,7 +102,7 @@ bool spin_for(Ready ready, std::chrono::microseconds budget = std::chrono::micro
   const auto until = clock::now() + budget;
   for (int i = 1;; ++i) {
     if (ready()) return true;
-    if (i % 64 == 0) {
+    if (i % 16 == 0) {
       if (clock::now() >= until) return false;
       std::this_thread::yield();
     } else {
@@ -120,6 +120,7 @@ bool sleep_on(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& flag,
   if (spin_for(ready)) return true;
   const std::uint32_t s = seq.load(std::memory_order_seq_cst);
   flag.store(1, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // the flag is up before the state is read
   if (ready()) return true;
   std::optional<std::chrono::nanoseconds> wait = slice;
   if (deadline) {
@@ -155,11 +156,12 @@ struct QueueState : std::enable_shared_from_this<QueueState> {
   std::mutex mutex;
   std::condition_variable cv;        // the feeder waits for work; join_thread waits for a flush
   std::deque<std::vector<std::byte>> backlog;
+  std::vector<std::vector<std::byte>> spare;  // written backlog buffers, reused (no allocation per item)
   bool feeder_writing = false;
   bool feeder_running = false;
   bool feeder_idle = false;  // waiting on cv (so a put must notify it)
-  bool closed = false;
-  bool used = false;  // put() or get() was called in this process
+  std::atomic<bool> closed{false};
+  std::atomic<bool> used{false};  // put() or get() was called in this process
   bool cancel_join = false;
   std::thread feeder;
 
@@ -202,9 +204,12 @@ struct QueueState : std::enable_shared_from_this<QueueState> {
     new (&mutex) std::mutex();
     new (&cv) std::condition_variable();
     new (&backlog) std::deque<std::vector<std::byte>>();  // the parent's items are the parent's
+    new (&spare) std::vector<std::vector<std::byte>>();
     if (feeder.joinable()) new (&feeder) std::thread();
     feeder_writing = feeder_running = false;
-    closed = used = cancel_join = false;
+    closed = false;
+    used = false;
+    cancel_join = false;
     generation = fork_generation();
     me = my_pid();
   }
@@ -315,6 +320,10 @@ struct QueueState : std::enable_shared_from_this<QueueState> {
       }
       lock.lock();
       feeder_writing = false;
+      if (spare.size() < 256 && item.capacity() <= 65536) {
+        item.clear();
+        spare.push_back(std::move(item));
+      }
       cv.notify_all();
     }
     cv.notify_all();
@@ -420,11 +429,8 @@ namespace {
 void QueueCore::put(std::span<const std::byte> item, bool block, Timeout timeout) {
   QueueState& q = live();
   Shared& sh = *q.sh;
-  {
-    std::lock_guard lock(q.mutex);
-    if (q.closed) closed_error();
-    q.used = true;
-  }
+  if (q.closed.load(std::memory_order_acquire)) [[unlikely]] closed_error();
+  if (!q.used.load(std::memory_order_relaxed)) q.used.store(true, std::memory_order_relaxed);
   // A slot among maxsize (CPython's BoundedSemaphore).
   if (sh.maxsize > 0) {
     Deadline d = block ? deadline_of(timeout) : Deadline(clock::now());
@@ -466,7 +472,13 @@ void QueueCore::put(std::span<const std::byte> item, bool block, Timeout timeout
     }
     lock.lock();
   }
-  q.backlog.emplace_back(item.begin(), item.end());
+  if (!q.spare.empty()) {
+    q.backlog.push_back(std::move(q.spare.back()));
+    q.spare.pop_back();
+    q.backlog.back().assign(item.begin(), item.end());
+  } else {
+    q.backlog.emplace_back(item.begin(), item.end());
+  }
   q.start_feeder_locked();
   if (q.feeder_idle) q.cv.notify_all();
 }
@@ -474,26 +486,33 @@ void QueueCore::put(std::span<const std::byte> item, bool block, Timeout timeout
 void QueueCore::get(Sink sink, void* ctx, bool block, Timeout timeout) {
   QueueState& q = live();
   Shared& sh = *q.sh;
-  {
-    std::lock_guard lock(q.mutex);
-    if (q.closed) closed_error();
-    q.used = true;
-  }
-  const Deadline d = block ? deadline_of(timeout) : Deadline(clock::now());
+  if (q.closed.load(std::memory_order_acquire)) [[unlikely]] closed_error();
+  if (!q.used.load(std::memory_order_relaxed)) q.used.store(true, std::memory_order_relaxed);
+  // The deadline is read from the clock only when there is something to wait for.
+  Deadline d;
+  bool deadline_known = !block || !timeout;
+  auto deadline = [&]() -> const Deadline& {
+    if (!deadline_known) {
+      d = deadline_of(timeout);
+      deadline_known = true;
+    }
+    return d;
+  };
+  if (!block) d = clock::now();
   auto has_data = [&] {
     return sh.tail.load(std::memory_order_seq_cst) != sh.head.load(std::memory_order_seq_cst);
   };
   for (;;) {
     // Wait for data without holding the reader lock.
     while (!has_data()) {
-      if (!block || passed(d)) throw Empty();
-      sleep_on(sh.data_seq, sh.readers_sleeping, has_data, d);
+      if (!block || passed(deadline())) throw Empty();
+      sleep_on(sh.data_seq, sh.readers_sleeping, has_data, deadline());
     }
     bool took_over = false;
     if (!word_lock_try(sh.read_lock, q.me)) {
       if (!block) throw Empty();
       std::optional<Seconds> left;
-      if (d) left = std::chrono::duration_cast<Seconds>(*d - clock::now());
+      if (deadline()) left = std::chrono::duration_cast<Seconds>(*deadline() - clock::now());
       WordLockResult r = word_lock_acquire_slow(sh.read_lock, q.me, left);
       if (r == WordLockResult::timed_out) throw Empty();
       took_over = r == WordLockResult::owner_died;
@@ -503,6 +522,16 @@ void QueueCore::get(Sink sink, void* ctx, bool block, Timeout timeout) {
       ~Unlock() { word_lock_release(q.sh->read_lock, q.me); }
     } unlock{q};
 
+    // A whole item taken: move the head (room for writers) and count it (only readers, holding
+    // the reader lock, write `gets`: a plain store). One fence orders both before the checks for
+    // sleeping writers.
+    auto consumed = [&](std::uint64_t next) {
+      sh.head.store(next, std::memory_order_release);
+      sh.gets.store(sh.gets.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      wake(sh.space_seq, sh.writers_sleeping);
+      if (sh.maxsize > 0) wake(sh.pending_seq, sh.pending_sleepers);
+    };
     std::vector<std::byte> item;
     bool in_item = false;
     bool seen_first_record = false;
@@ -533,10 +562,10 @@ void QueueCore::get(Sink sink, void* ctx, bool block, Timeout timeout) {
       if (h.flags & kAbort) {
         item.clear();
         in_item = false;
-        sh.gets.fetch_add(1, std::memory_order_acq_rel);  // the dead writer's item
+        sh.gets.store(sh.gets.load(std::memory_order_relaxed) + 1, std::memory_order_release);  // the dead writer's
       } else if (orphan) {
         // The rest of an item whose reader died: lost with that reader.
-        if (took_over && !seen_first_record) sh.gets.fetch_add(1, std::memory_order_acq_rel);
+        if (took_over && !seen_first_record) sh.gets.store(sh.gets.load(std::memory_order_relaxed) + 1, std::memory_order_release);
       } else if ((h.flags & (kFirst | kLast)) == (kFirst | kLast) &&
                  (head + sizeof h) % q.cap + n <= q.cap) {
         // The common case: a whole item in one piece of the ring. Decode it in place.
@@ -546,10 +575,7 @@ void QueueCore::get(Sink sink, void* ctx, bool block, Timeout timeout) {
         } catch (...) {
           failed = std::current_exception();
         }
-        sh.head.store(next, std::memory_order_seq_cst);
-        wake(sh.space_seq, sh.writers_sleeping);
-        sh.gets.fetch_add(1, std::memory_order_seq_cst);
-        if (sh.maxsize > 0) wake(sh.pending_seq, sh.pending_sleepers);
+        consumed(next);
         if (failed) std::rethrow_exception(failed);
         return;
       } else {
@@ -566,7 +592,7 @@ void QueueCore::get(Sink sink, void* ctx, bool block, Timeout timeout) {
       sh.head.store(next, std::memory_order_seq_cst);
       wake(sh.space_seq, sh.writers_sleeping);
       if (in_item && (h.flags & kLast)) {
-        sh.gets.fetch_add(1, std::memory_order_seq_cst);
+        sh.gets.store(sh.gets.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
         if (sh.maxsize > 0) wake(sh.pending_seq, sh.pending_sleepers);
         sink(ctx, item);  // assembled: the reader lock is released by the guard afterwards
         return;
@@ -585,11 +611,8 @@ std::size_t QueueCore::qsize() const {
 
 bool QueueCore::empty() const {
   QueueState& q = live();
-  {
-    // As CPython: a closed SimpleQueue, or a closed Queue this process used, has no reader left.
-    std::lock_guard lock(q.mutex);
-    if (q.closed && (q.used || q.kind == Kind::simple)) closed_error();
-  }
+  // As CPython: a closed SimpleQueue, or a closed Queue this process used, has no reader left.
+  if (q.closed && (q.used || q.kind == Kind::simple)) closed_error();
   return q.sh->tail.load(std::memory_order_acquire) == q.sh->head.load(std::memory_order_acquire);
 }
 
