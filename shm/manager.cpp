@@ -164,7 +164,9 @@ void SharedMemoryManager::shutdown() { state_->shutdown(); }
 
 mp::SharedMemory SharedMemoryManager::SharedMemory(std::size_t size) {
   if (!state_->connected) throw ProcessError("SharedMemoryManager: the manager is not running (start() it first)");
-  mp::SharedMemory shm(std::nullopt, true, size);
+  // The manager owns the segment (it unlinks it at shutdown or when its owner dies): the resource
+  // tracker is not told, or a creating child's own tracker would remove it when that child ends.
+  mp::SharedMemory shm(std::nullopt, true, size, false);
   try {
     state_->request<std::vector<std::string>>("track", shm.name());
   } catch (...) {
@@ -176,7 +178,7 @@ mp::SharedMemory SharedMemoryManager::SharedMemory(std::size_t size) {
 
 mp::ShareableList SharedMemoryManager::ShareableList(const std::vector<mp::ShareableList::Item>& items) {
   if (!state_->connected) throw ProcessError("SharedMemoryManager: the manager is not running (start() it first)");
-  mp::ShareableList sl(items);
+  mp::ShareableList sl(items, std::nullopt, false);
   try {
     state_->request<std::vector<std::string>>("track", sl.shm().name());
   } catch (...) {

@@ -490,8 +490,8 @@ Plan make_plan(const std::vector<Item>& items) {
 }  // namespace
 
 // The segment is made in the initialiser (its size is the plan's), then filled in.
-ShareableList::ShareableList(const std::vector<Item>& items, std::optional<std::string> name)
-    : shm_(std::move(name), true, make_plan(items).size) {
+ShareableList::ShareableList(const std::vector<Item>& items, std::optional<std::string> name, bool track)
+    : shm_(std::move(name), true, make_plan(items).size, track) {
   const Plan plan = make_plan(items);
   const std::size_t n = items.size();
   const std::size_t data_len = plan.offsets.back();

@@ -221,15 +221,29 @@ struct SemLockState {
   // Threads of one process share these counters (CPython relies on its GIL here). Only the holder
   // writes them: last_tid, then count with release order; readers load count with acquire order,
   // then last_tid, so no thread can see a positive count together with its own stale id.
+  // A Lock (not recursive) needs no count: the word says which process holds it and last_tid
+  // which thread (cleared before every release, so a stale id never pairs with our pid).
+  bool is_plain_lock() const noexcept { return lock.word != nullptr && kind != 0; }
+
   bool is_mine() const {
+    if (is_plain_lock()) {
+      return (lock.word->load(std::memory_order_acquire) & kPidMask) == me &&
+             last_tid.load(std::memory_order_relaxed) == this_thread_tag();
+    }
     return count.load(std::memory_order_acquire) > 0 &&
            last_tid.load(std::memory_order_relaxed) == this_thread_tag();
+  }
+
+  // How many times this process (any thread) holds it, as CPython's _count().
+  int held_count() const {
+    if (is_plain_lock()) return (lock.word->load(std::memory_order_acquire) & kPidMask) == me ? 1 : 0;
+    return count.load(std::memory_order_relaxed);
   }
 
   void took(bool died) {
     if (died || owner_died.load(std::memory_order_relaxed)) owner_died.store(died, std::memory_order_relaxed);
     last_tid.store(this_thread_tag(), std::memory_order_relaxed);
-    count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    if (!is_plain_lock()) count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_release);
   }
 
   [[gnu::noinline]] bool word_acquire_slow(const Timeout& timeout) {
@@ -297,6 +311,10 @@ bool SemLock::acquire(bool block, Timeout timeout) {
     }
     std::uint32_t free = 0;
     if (s.lock.word->compare_exchange_strong(free, s.me, std::memory_order_acquire, std::memory_order_relaxed)) [[likely]] {
+      if (s.kind != recursive_mutex) {
+        s.last_tid.store(detail::this_thread_tag(), std::memory_order_relaxed);  // owner_died is clear
+        return true;
+      }
       s.took(false);
       return true;
     }
@@ -331,9 +349,9 @@ void SemLock::release() {
   if (s.is_word() && s.kind != recursive_mutex) [[likely]] {
     // The fast path: a Lock this process holds, nobody asleep on it. Give up ownership first
     // (plain stores: only the holder writes these), then one compare-and-swap.
-    int before = s.count.load(std::memory_order_relaxed);
-    s.count.store(0, std::memory_order_release);
     if (s.owner_died.load(std::memory_order_relaxed)) [[unlikely]] s.owner_died.store(false, std::memory_order_relaxed);
+    const std::uintptr_t tid = s.last_tid.load(std::memory_order_relaxed);
+    s.last_tid.store(0, std::memory_order_relaxed);
     std::uint32_t mine = s.me;
     if (s.lock.word->compare_exchange_strong(mine, 0, std::memory_order_release, std::memory_order_relaxed)) [[likely]] {
       return;
@@ -341,7 +359,7 @@ void SemLock::release() {
     try {
       s.word_release();
     } catch (...) {
-      s.count.store(before, std::memory_order_release);  // it was not held: nothing changes
+      s.last_tid.store(tid, std::memory_order_relaxed);  // it was not held: nothing changes
       throw;
     }
     return;
@@ -388,7 +406,7 @@ bool SemLock::owner_died() const {
   SemLockState& s = live(state_);
   return s.is_mine() && s.owner_died.load(std::memory_order_relaxed);
 }
-int SemLock::count() const { return live(state_).count; }
+int SemLock::count() const { return live(state_).held_count(); }
 const std::string& SemLock::name() const { return live(state_).name(); }
 std::optional<int> SemLock::value() const {
   SemLockState& s = live(state_);

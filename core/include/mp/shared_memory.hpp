@@ -75,7 +75,8 @@ class ShareableList {
   using Item = std::variant<std::monostate, std::int64_t, double, bool, std::string, std::vector<std::byte>>;
 
   // A new list holding `items` in a new segment (named `name`, or a fresh name).
-  explicit ShareableList(const std::vector<Item>& items, std::optional<std::string> name = {});
+  // `track` as SharedMemory's (false: the resource tracker never removes it).
+  explicit ShareableList(const std::vector<Item>& items, std::optional<std::string> name = {}, bool track = true);
   // Attaches to an existing list by its segment's name.
   explicit ShareableList(const std::string& name);
   ShareableList() = default;
