@@ -145,6 +145,23 @@ class OwnedName {
   unsigned generation_ = 0;
 };
 
+// This process's id, cached (getpid() is a system call) and refreshed in a forked child.
+std::atomic<std::uint32_t> g_pid{0};
+[[gnu::noinline]] std::uint32_t pid_first_time() {
+  static const bool registered = [] {
+    platform::register_atfork(nullptr, nullptr, [] { g_pid.store(static_cast<std::uint32_t>(platform::current_pid())); });
+    return true;
+  }();
+  (void)registered;
+  auto pid = static_cast<std::uint32_t>(platform::current_pid());
+  g_pid.store(pid, std::memory_order_relaxed);
+  return pid;
+}
+inline std::uint32_t my_pid() noexcept {
+  std::uint32_t p = g_pid.load(std::memory_order_relaxed);
+  return p != 0 ? p : pid_first_time();
+}
+
 // Which thread of this process: the address of a thread-local (one instruction, where
 // std::this_thread::get_id() is a call into the C library).
 inline std::uintptr_t this_thread_tag() noexcept {
@@ -206,13 +223,15 @@ struct SemLockState {
   }
   [[gnu::noinline]] void after_fork() {
     unsigned g = fork_generation();
-    {
+    // A Lock's holder is the word's pid, never ours in a new child: its thread id needs no reset
+    // (and the fast paths, which skip this refresh, may already have set it for this child).
+    if (!is_plain_lock()) {
       count = 0;
       last_tid = 0;
       owner_died = false;
-      me = static_cast<std::uint32_t>(platform::current_pid());
-      generation = g;
     }
+    me = static_cast<std::uint32_t>(platform::current_pid());
+    generation = g;
   }
 
   // Only Lock and RLock (one holder at a time) keep the owner; a counting Semaphore has none.
@@ -302,6 +321,22 @@ inline SemLockState& live(const std::shared_ptr<SemLockState>& s) {
 }  // namespace
 
 bool SemLock::acquire(bool block, Timeout timeout) {
+  if (SemLockState* p = state_.get(); p != nullptr && p->is_plain_lock()) [[likely]] {
+    // A Lock: one compare-and-swap with our pid (no after-fork refresh needed here: the word
+    // never holds a forked child's pid before the child itself writes it).
+    std::uint32_t free = 0;
+    if (p->lock.word->compare_exchange_strong(free, detail::my_pid(), std::memory_order_acquire,
+                                              std::memory_order_relaxed)) [[likely]] {
+      p->last_tid.store(detail::this_thread_tag(), std::memory_order_relaxed);
+      // (Clear unless a forked copy still carries the parent's flag.)
+      if (p->owner_died.load(std::memory_order_relaxed)) [[unlikely]] p->owner_died.store(false, std::memory_order_relaxed);
+      return true;
+    }
+  }
+  return acquire_general(block, timeout);  // a tail call: the fast path above needs no frame
+}
+
+bool SemLock::acquire_general(bool block, Timeout timeout) {
   SemLockState& s = live(state_);
   if (s.is_word()) [[likely]] {
     // The fast path: nothing but the compare-and-swap (and RLock's recursion check).
@@ -345,6 +380,26 @@ bool SemLock::acquire_slow(bool block, const Timeout& timeout) {
 }
 
 void SemLock::release() {
+  if (SemLockState* p = state_.get(); p != nullptr && p->is_plain_lock()) [[likely]] {
+    if (!p->owner_died.load(std::memory_order_relaxed)) [[likely]] {
+      // One exchange: whoever held it (a Lock may be released by any thread or process), it is
+      // free now; wake a sleeper if there is one. Releasing a free Lock is the error CPython
+      // raises (the word was 0 and stays 0).
+      const std::uintptr_t tid = p->last_tid.load(std::memory_order_relaxed);
+      p->last_tid.store(0, std::memory_order_relaxed);
+      const std::uint32_t was = p->lock.word->exchange(0, std::memory_order_release);
+      if (was == 0) [[unlikely]] {
+        p->last_tid.store(tid, std::memory_order_relaxed);
+        throw ValueError("semaphore or lock released too many times");
+      }
+      if (was & detail::kContended) platform::wake_address(*p->lock.word, 1);
+      return;
+    }
+  }
+  release_general();
+}
+
+void SemLock::release_general() {
   SemLockState& s = live(state_);
   if (s.is_word() && s.kind != recursive_mutex) [[likely]] {
     // The fast path: a Lock this process holds, nobody asleep on it. Give up ownership first

@@ -81,6 +81,8 @@ class SemLock {
   SemLock(Kind kind, int value, int maxvalue, Context* ctx, bool lock_kind = false);
   std::optional<int> value() const;
   bool acquire_slow(bool block, const Timeout& timeout);
+  [[gnu::noinline]] bool acquire_general(bool block, Timeout timeout);
+  [[gnu::noinline]] void release_general();
   std::shared_ptr<detail::SemLockState> state_;
   friend class Condition;
 };
