@@ -260,4 +260,50 @@ inline double test_scale() {
   return v > 0 ? v : 1.0;
 }
 
+// Started children; any still alive when this goes out of scope (a failed test) are killed, so a
+// failing test never leaves processes behind. start() takes what ctx.Process() takes; the
+// reference it returns is valid until the next start().
+class Children {
+ public:
+  Children() = default;
+  Children(const Children&) = delete;
+  Children& operator=(const Children&) = delete;
+  ~Children() {
+    for (auto& p : procs_) {
+      try {
+        if (p.is_alive()) {
+          p.kill();
+          p.join(mp::Seconds(5));
+        }
+      } catch (...) {
+      }
+    }
+  }
+  template <class... A>
+  mp::Process& start(mp::Context& ctx, A&&... args) {
+    return keep(ctx.Process(std::forward<A>(args)...));
+  }
+  // With options (a name, daemon, ...): `kids.start(ctx, {}, target, args...)` works too.
+  template <class... A>
+  mp::Process& start(mp::Context& ctx, mp::ProcessOptions options, A&&... args) {
+    return keep(ctx.Process(std::move(options), std::forward<A>(args)...));
+  }
+  // Joins every child (bounded) and expects each to have exited with 0.
+  void join_all_ok(mp::Seconds timeout = mp::Seconds(30)) {
+    for (auto& p : procs_) {
+      EXPECT_TRUE(p.join(timeout)) << "a child did not finish";
+      EXPECT_EQ(p.exitcode(), 0);
+    }
+  }
+  std::vector<mp::Process>& procs() { return procs_; }
+
+ private:
+  mp::Process& keep(mp::Process p) {
+    p.start();
+    procs_.push_back(std::move(p));
+    return procs_.back();
+  }
+  std::vector<mp::Process> procs_;
+};
+
 }  // namespace mp_test

@@ -48,6 +48,8 @@ using mp_test::elapsed_since;
 
 namespace {
 
+using mp_test::Children;
+
 // CPython's DELTA and TIMEOUT1..3 (their CHECK_TIMINGS = False values).
 constexpr double kDelta = 0.1;
 constexpr double kTimeout1 = 0.1;
@@ -94,43 +96,6 @@ class Watchdog {
   std::condition_variable cv_;
   bool done_ = false;
   std::thread thread_;  // last: starts once the members it uses exist
-};
-
-// Started children; any still alive when this goes out of scope (a failed test) are killed.
-class Children {
- public:
-  Children() = default;
-  Children(const Children&) = delete;
-  Children& operator=(const Children&) = delete;
-  ~Children() {
-    for (auto& p : procs_) {
-      try {
-        if (p.is_alive()) {
-          p.kill();
-          p.join(5s);
-        }
-      } catch (...) {
-      }
-    }
-  }
-  // The reference is valid until the next start().
-  template <class... A>
-  mp::Process& start(mp::Context& ctx, mp::ProcessOptions options, A&&... args) {
-    auto p = ctx.Process(std::move(options), std::forward<A>(args)...);
-    p.start();
-    procs_.push_back(std::move(p));
-    return procs_.back();
-  }
-  // Joins every child (bounded) and expects each to have exited with 0.
-  void join_all_ok() {
-    for (auto& p : procs_) {
-      EXPECT_TRUE(p.join(kWait)) << "a child did not finish";
-      EXPECT_EQ(p.exitcode(), 0);
-    }
-  }
-
- private:
-  std::vector<mp::Process> procs_;
 };
 
 const mp::ProcessOptions kDaemon{.daemon = true};

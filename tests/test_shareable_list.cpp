@@ -35,6 +35,8 @@ using Items = std::vector<Item>;
 
 namespace {
 
+using mp_test::Children;
+
 // ---- values --------------------------------------------------------------------------------------
 
 Item S(const char* s) { return std::string(s); }
@@ -157,34 +159,6 @@ class ShmNames {
 };
 
 // ---- children ------------------------------------------------------------------------------------
-
-class Children {
- public:
-  Children() = default;
-  Children(const Children&) = delete;
-  Children& operator=(const Children&) = delete;
-  ~Children() {
-    for (auto& p : procs_) {
-      try {
-        if (p.is_alive()) {
-          p.kill();
-          p.join(5s);
-        }
-      } catch (...) {
-      }
-    }
-  }
-  template <class F, class... A>
-  mp::Process& start(mp::Context& ctx, F&& f, A&&... args) {
-    auto p = ctx.Process(std::forward<F>(f), std::forward<A>(args)...);
-    p.start();
-    procs_.push_back(std::move(p));
-    return procs_.back();
-  }
-
- private:
-  std::vector<mp::Process> procs_;
-};
 
 // The list the children get: ['howdy', b'HoWdY', -273.154, 100, None, True, 42].
 Items basics_items() { return {S("howdy"), B("HoWdY"), D(-273.154), I(100), None, true, I(42)}; }

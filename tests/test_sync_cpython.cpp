@@ -32,6 +32,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+using mp_test::Children;
+
 // CPython's DELTA and TIMEOUT1..3 (their CHECK_TIMINGS = False values) and CLOCK_RES.
 constexpr double kDelta = 0.1;
 constexpr double kTimeout1 = 0.1;
@@ -46,43 +48,6 @@ constexpr double kChildWait = 20.0;
 class CpySync : public testing::TestWithParam<std::string> {
  protected:
   mp::Context& ctx() { return mp::get_context(GetParam()); }
-};
-
-// Started children; any still alive when this goes out of scope (a failed test) are killed.
-class Children {
- public:
-  Children() = default;
-  Children(const Children&) = delete;
-  Children& operator=(const Children&) = delete;
-  ~Children() {
-    for (auto& p : procs_) {
-      try {
-        if (p.is_alive()) {
-          p.kill();
-          p.join(5s);
-        }
-      } catch (...) {
-      }
-    }
-  }
-  template <class F, class... A>
-  mp::Process& start(mp::Context& ctx, F&& f, A&&... args) {
-    auto p = ctx.Process(std::forward<F>(f), std::forward<A>(args)...);
-    p.start();
-    procs_.push_back(std::move(p));
-    return procs_.back();
-  }
-  // Joins every child (bounded) and expects each to have exited with 0.
-  void join_all_ok() {
-    for (auto& p : procs_) {
-      EXPECT_TRUE(p.join(kWait)) << "a child did not finish";
-      EXPECT_EQ(p.exitcode(), 0);
-    }
-  }
-  std::vector<mp::Process>& procs() { return procs_; }
-
- private:
-  std::vector<mp::Process> procs_;
 };
 
 // CPython's assertReachesEventually: polls until get_value() == value (bounded), then checks it.
