@@ -74,8 +74,9 @@ void report_identity(std::string dir, int a, int b) {
       << me.pid().value_or(-1) << '\n'
       << ::getpid() << '\n'
       << (me.daemon() ? "daemon" : "not-daemon") << '\n';
-  write_file(dir + "/identity", out.str());
+  // The authkey first: the test reads it once "identity" exists.
   write_file(dir + "/authkey", bytes_to_string(me.authkey().bytes()));
+  write_file(dir + "/identity", out.str());
   if (!wait_for_file(dir + "/go")) mp::sys_exit(3);
 }
 
