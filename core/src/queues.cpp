@@ -119,8 +119,7 @@ bool sleep_on(std::atomic<std::uint32_t>& seq, std::atomic<std::uint32_t>& flag,
               std::optional<std::chrono::nanoseconds> slice = {}) {
   if (spin_for(ready)) return true;
   const std::uint32_t s = seq.load(std::memory_order_seq_cst);
-  flag.store(1, std::memory_order_seq_cst);
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // the flag is up before the state is read
+  flag.store(1, std::memory_order_seq_cst);  // ready() reads the state seq_cst: after the flag
   if (ready()) return true;
   std::optional<std::chrono::nanoseconds> wait = slice;
   if (deadline) {
@@ -243,9 +242,10 @@ struct QueueState : std::enable_shared_from_this<QueueState> {
   }
 
   void wait_for_room(std::uint64_t need) {
-    while (free_bytes() < need) {
-      sleep_on(sh->space_seq, sh->writers_sleeping, [&] { return free_bytes() >= need; }, std::nullopt);
-    }
+    auto room = [&] {
+      return cap - (sh->tail.load(std::memory_order_relaxed) - sh->head.load(std::memory_order_seq_cst)) >= need;
+    };
+    while (!room()) sleep_on(sh->space_seq, sh->writers_sleeping, room, std::nullopt);
   }
 
   // Takes the writer lock; a takeover from a writer that died mid-item aborts its item first.
@@ -526,9 +526,8 @@ void QueueCore::get(Sink sink, void* ctx, bool block, Timeout timeout) {
     // the reader lock, write `gets`: a plain store). One fence orders both before the checks for
     // sleeping writers.
     auto consumed = [&](std::uint64_t next) {
-      sh.head.store(next, std::memory_order_release);
       sh.gets.store(sh.gets.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-      std::atomic_thread_fence(std::memory_order_seq_cst);
+      sh.head.store(next, std::memory_order_seq_cst);  // before the sleeping-writer check (seq_cst)
       wake(sh.space_seq, sh.writers_sleeping);
       if (sh.maxsize > 0) wake(sh.pending_seq, sh.pending_sleepers);
     };
