@@ -20,7 +20,6 @@ struct SharedMemoryState {
   std::string name;       // as the user sees it: no leading '/'
   std::string os_name;    // as the OS sees it: "/" + name
   std::size_t size = 0;
-  bool tracked = false;   // this process registered it with the tracker
   bool closed = false;
 
   ~SharedMemoryState() = default;
@@ -73,7 +72,6 @@ SharedMemory::SharedMemory(std::optional<std::string> name, bool create, std::si
         platform::SharedMemorySegment::unlink(s->os_name);
         throw;
       }
-      s->tracked = true;
     }
   }
   s->name = s->os_name.substr(1);
@@ -107,7 +105,6 @@ void SharedMemory::unlink() {
   platform::SharedMemorySegment::unlink(s.os_name);
   // The name is gone, whoever removed it: the tree's tracker must not try again. (A process
   // that never talked to a tracker sends nothing.)
-  s.tracked = false;
   try {
     resource_tracker::unregister_resource(s.os_name, "shared_memory");
   } catch (const std::exception&) {
