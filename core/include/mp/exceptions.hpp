@@ -1,9 +1,11 @@
 // mp/exceptions.hpp - the Python-named exceptions of the library.
 #pragma once
+#include <cstddef>
+#include <exception>
 #include <stdexcept>
 #include <string>
+#include <typeinfo>
 #include <vector>
-#include <cstddef>
 
 namespace mp {
 
@@ -81,6 +83,12 @@ class RemoteError : public ProcessError {
   std::string type_name_;
 };
 
+// A pool worker could not send a task's result back (multiprocessing.pool.MaybeEncodingError).
+class MaybeEncodingError : public ProcessError {
+ public:
+  using ProcessError::ProcessError;
+};
+
 // Python's SystemExit: thrown by mp::sys_exit, caught by a child's bootstrap, which exits with
 // `code`. Deliberately not a std::exception, so `catch (const std::exception&)` lets it through.
 struct SystemExit {
@@ -88,4 +96,30 @@ struct SystemExit {
 };
 [[noreturn]] void sys_exit(int code = 0);
 
+namespace detail {
+// Exceptions that cross processes (a pool task's, an executor future's) travel as their type's
+// name and what(); the receiver rebuilds the same type when it knows it (the standard exception
+// types, mp's own, and types registered with MP_EXCEPTION), else an mp::RemoteError.
+struct ExceptionInfo {
+  std::string type;  // typeid(...).name() of the dynamic type; empty: not a std::exception
+  std::string what;
+  template <class A>
+  void serialize(A& a) { a(type, what); }
+};
+using ExceptionFactory = std::exception_ptr (*)(const std::string& what);
+void register_exception_type(const std::type_info& type, ExceptionFactory make);
+ExceptionInfo describe_exception(const std::exception_ptr& error);
+std::exception_ptr rebuild_exception(const ExceptionInfo& info);
+}  // namespace detail
+
 }  // namespace mp
+
+#define MP_DETAIL_EXC_CAT2(a, b) a##b
+#define MP_DETAIL_EXC_CAT(a, b) MP_DETAIL_EXC_CAT2(a, b)
+// Registers an exception type (constructible from a std::string) so that, thrown by a pool task
+// in another process, it is re-thrown with its own type by AsyncResult::get / Future::result.
+#define MP_EXCEPTION(T)                                                                      \
+  static const bool MP_DETAIL_EXC_CAT(mp_exception_registrar_, __COUNTER__) =               \
+      (::mp::detail::register_exception_type(                                                \
+           typeid(T), [](const std::string& what) { return std::make_exception_ptr(T(what)); }), \
+       true)

@@ -8,6 +8,7 @@
 #include <mp/exceptions.hpp>
 #include <mp/handle.hpp>
 #include <mp/logging.hpp>
+#include <mp/pool.hpp>
 #include <mp/process.hpp>
 #include <mp/queues.hpp>
 #include <mp/resource_tracker.hpp>
