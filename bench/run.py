@@ -12,7 +12,7 @@ then prints, per case, the three figures, the ratios and the case's targets with
     python3 bench/run.py --build-dir build-bench --quick --only fork,spawn --json out.json
     python3 bench/run.py --only connection        # a group: process, connection, pingpong, throughput,
                                                   # sync, sync_pingpong, shm, queue, queue_throughput,
-                                                  # queue_pingpong
+                                                  # queue_pingpong, pool
     python3 bench/run.py --only 'pp_*_same_cpu'   # a shell-style pattern over the case names
 
 The baselines print one JSON object per line ({"case", "metric", "value", "unit"}). If the
@@ -338,15 +338,47 @@ def _queue_cases() -> list[CaseDef]:
     return out
 
 
-CASES: list[CaseDef] = PROCESS_CASES + _connection_cases() + _sync_cases() + _shm_cases() + _queue_cases()
+# Pool (bench_pool; CPython's figures from py_baseline.py's pool and pool_startup). Targets from
+# issue 7: map with chunksize 1 at least 10x CPython, the default chunksize at least 3x; an
+# apply_async round trip at most 2x the raw pipe ping-pong (limits.c, unpinned); Pool(2) start and
+# close/join at most 2x two raw fork+_exit+waitpid (bench_pool measures that pair itself).
+def _pool_cases() -> list[CaseDef]:
+    g = ("pool",)
+    fork2 = Ref("mp", "raw_fork2_exit_waitpid", label="2 x (fork+_exit) + 2 x waitpid (bench_pool)")
+    return [
+        CaseDef(key="pool_map_default", title="Pool(2).map(x*x, 200000 ints), default chunksize", binary="bench_pool",
+                groups=g, higher_is_better=True, mp=Ref("mp", "pool_map/default_chunksize", "tasks_per_s"),
+                python=Ref("py", "pool_map", "default_chunksize"), py_case="pool", min_speedup_vs_python=3),
+        CaseDef(key="pool_map_chunksize1", title="Pool(2).map(x*x, 20000 ints), chunksize=1", binary="bench_pool",
+                groups=g, higher_is_better=True, mp=Ref("mp", "pool_map/chunksize1", "tasks_per_s"),
+                python=Ref("py", "pool_map", "chunksize1"), py_case="pool", min_speedup_vs_python=10),
+        CaseDef(key="pool_apply_rtt", title="Pool(2) apply_async(x*x).get() round trip", binary="bench_pool",
+                groups=g, mp=Ref("mp", "pool_apply_async/rtt"),
+                python=Ref("py", "pool_apply_async", "rtt"), py_case="pool",
+                raw=(Ref("limits", "pipe_pingpong", "rtt", "pipe ping-pong 64 B, unpinned (limits.c)"),),
+                max_over_raw=2.0),
+        CaseDef(key="pool_startup_close_join", title="Pool(2) start + close() + join()", binary="bench_pool",
+                groups=g, mp=Ref("mp", "pool_startup/close_join"),
+                python=Ref("py", "pool_startup", "pool2_close_join"), py_case="pool_startup",
+                raw=(fork2,), max_over_raw=2.0),
+        CaseDef(key="pool_startup_terminate", title="Pool(2) start + terminate (destructor / with-block)",
+                binary="bench_pool", groups=g, mp=Ref("mp", "pool_startup/with_terminate"),
+                python=Ref("py", "pool_startup", "pool2_with_terminate"), py_case="pool_startup",
+                raw=(fork2,)),
+    ]
+
+
+CASES: list[CaseDef] = (PROCESS_CASES + _connection_cases() + _sync_cases() + _shm_cases() + _queue_cases() +
+                        _pool_cases())
 
 # Extra arguments a bench program takes in a --quick run.
 QUICK_ARGS = {"bench_connection": ["--total_mib=128"],   # as py_baseline.py --quick: 128 MiB streams
               "bench_shm": ["--increments=200000"],      # a fifth, as py_cases.py --quick
-              "bench_queue": ["--int_msgs=20000", "--bytes_msgs=10000"]}  # as py_baseline.py --quick
+              "bench_queue": ["--int_msgs=20000", "--bytes_msgs=10000"],  # as py_baseline.py --quick
+              "bench_pool": ["--map_n=20000", "--map1_n=2000"]}
 
 # Units of bench programs' user counters (other counters are shown without a unit).
-MP_COUNTER_UNITS = {"msg_per_s": "msg/s"}
+MP_COUNTER_UNITS = {"msg_per_s": "msg/s", "tasks_per_s": "tasks/s"}
 
 
 # ---- measurement ------------------------------------------------------------------------------
@@ -572,11 +604,11 @@ def fmt_fig(fig: Figure | None) -> str:
     if fig.value is None:
         return "error" if fig.note.startswith("error") else "-"
     us = in_us(fig)
-    if us is None and fig.unit == "msg/s":
+    if us is None and fig.unit in ("msg/s", "tasks/s"):
         for scale, prefix in ((1e6, "M"), (1e3, "k")):
             if fig.value >= scale:
-                return f"{fig.value / scale:.3g} {prefix}msg/s"
-        return f"{fig.value:.3g} msg/s"
+                return f"{fig.value / scale:.3g} {prefix}{fig.unit}"
+        return f"{fig.value:.3g} {fig.unit}"
     if us is None:
         return f"{fig.value:,.4g} {fig.unit}"
     if us >= 1e6:

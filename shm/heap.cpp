@@ -98,6 +98,7 @@ HeapBlock HeapBlock::allocate(std::size_t size, std::size_t align) {
   Heap& h = heap();
   std::shared_ptr<Arena> arena;
   void* p = nullptr;
+  bool fresh = false;  // a new arena's pages are zero already: not touching them saves the faults
   if (need <= kDedicated) {
     std::lock_guard lock(h.mutex);
     for (auto& a : h.shared) {
@@ -116,11 +117,12 @@ HeapBlock HeapBlock::allocate(std::size_t size, std::size_t align) {
   } else {
     arena = new_arena(round_up(need + align + kArenaOverhead, 4096));
     p = arena->allocator->allocate_aligned(need, align, std::nothrow);
+    fresh = true;
     std::lock_guard lock(h.mutex);
     h.mapped[arena->identity] = arena;
   }
   if (p == nullptr) throw std::bad_alloc();
-  std::memset(p, 0, need);
+  std::memset(p, 0, fresh ? header : need);
   auto* hdr = new (p) BlockHeader{};
   hdr->refs.store(1, std::memory_order_relaxed);
   hdr->header_size = static_cast<std::uint32_t>(header);

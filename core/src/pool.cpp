@@ -21,6 +21,7 @@
 #include "process_state.hpp"
 
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -137,6 +138,17 @@ void report_callback_error(const char* which) noexcept {
   } catch (...) {
   }
   platform::write_stderr(std::string("mp: exception in a pool ") + which + ": " + what + "\n");
+}
+
+struct CondVar::Impl {
+  std::condition_variable cv;
+};
+CondVar::CondVar() : impl_(std::make_unique<Impl>()) {}
+CondVar::~CondVar() = default;
+void CondVar::notify_all() noexcept { impl_->cv.notify_all(); }
+void CondVar::wait(std::unique_lock<std::mutex>& lk) { impl_->cv.wait(lk); }
+bool CondVar::wait_until(std::unique_lock<std::mutex>& lk, std::chrono::steady_clock::time_point deadline) {
+  return impl_->cv.wait_until(lk, deadline) == std::cv_status::no_timeout;
 }
 
 // ---- the cache and the states, shared by both backends ---------------------------------------------

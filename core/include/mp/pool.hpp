@@ -27,7 +27,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -184,6 +183,37 @@ class JobBase {
 
 void report_callback_error(const char* which) noexcept;
 
+// std::condition_variable behind a pointer (its header brings <semaphore.h> with it, and public
+// headers include no OS header).
+class CondVar {
+ public:
+  CondVar();
+  ~CondVar();
+  CondVar(const CondVar&) = delete;
+  CondVar& operator=(const CondVar&) = delete;
+  void notify_all() noexcept;
+  void wait(std::unique_lock<std::mutex>& lk);
+  // False on timeout.
+  bool wait_until(std::unique_lock<std::mutex>& lk, std::chrono::steady_clock::time_point deadline);
+  template <class Pred>
+  void wait(std::unique_lock<std::mutex>& lk, Pred pred) {
+    while (!pred()) wait(lk);
+  }
+  template <class Pred>
+  bool wait_for(std::unique_lock<std::mutex>& lk, Seconds timeout, Pred pred) {
+    auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
+    while (!pred()) {
+      if (!wait_until(lk, deadline)) return pred();
+    }
+    return true;
+  }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 template <class T>
 using stored_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 
@@ -259,7 +289,7 @@ class AsyncState : public JobBase {
   mutable std::mutex m_;
 
  private:
-  std::condition_variable cv_;
+  CondVar cv_;
   bool ready_ = false;
   bool completing_ = false;
   std::optional<Stored> value_;
@@ -426,7 +456,7 @@ class IMapState final : public JobBase, public std::enable_shared_from_this<IMap
       }
       if (!deadline) {
         cv_.wait(lk);
-      } else if (cv_.wait_until(lk, *deadline) == std::cv_status::timeout && !peek_locked()) {
+      } else if (!cv_.wait_until(lk, *deadline) && !peek_locked()) {
         throw TimeoutError();
       }
     }
@@ -505,7 +535,7 @@ class IMapState final : public JobBase, public std::enable_shared_from_this<IMap
   const std::size_t window_;
   std::function<std::size_t(std::size_t)> feed_;
   mutable std::mutex m_;
-  std::condition_variable cv_;
+  CondVar cv_;
   std::deque<std::optional<Entry>> ready_;
   std::vector<char> chunk_done_;
   std::size_t fed_ = 0, received_ = 0, handed_out_ = 0;
