@@ -71,6 +71,8 @@ ExceptionRegistry& exception_registry() {
     add(typeid(EOFError), &make_with<EOFError>);
     add(typeid(DecodeError), &make_with<DecodeError>);
     add(typeid(BrokenBarrierError), &make_with<BrokenBarrierError>);
+    add(typeid(CancelledError), &make_with<CancelledError>);
+    add(typeid(RuntimeError), &make_with<RuntimeError>);
     add(typeid(Empty), [](const std::string&) { return std::make_exception_ptr(Empty()); });
     add(typeid(Full), [](const std::string&) { return std::make_exception_ptr(Full()); });
     return reg;
@@ -227,13 +229,17 @@ void PoolCoreBase::abandon_all(const std::exception_ptr& error) {
 }
 
 void PoolCoreBase::terminate() {
+  terminate(std::make_exception_ptr(ProcessError("the pool was terminated before this task finished")));
+}
+
+void PoolCoreBase::terminate(const std::exception_ptr& reason) {
   {
     std::lock_guard lk(mutex_);
     if (state_ == State::terminate) return;
     state_ = State::terminate;
   }
   on_terminate();
-  abandon_all(std::make_exception_ptr(ProcessError("the pool was terminated before this task finished")));
+  abandon_all(reason);
 }
 
 void PoolCoreBase::join() {
@@ -445,8 +451,9 @@ void pool_worker_main(WorkerArgs args) {
 
 class ProcessPoolCore final : public PoolCoreBase {
  public:
-  explicit ProcessPoolCore(const PoolOptions& o)
-      : ctx_(o.context ? o.context : &get_context()),
+  explicit ProcessPoolCore(const PoolOptions& o, std::function<void(const std::string&)> on_broken = nullptr)
+      : on_broken_(std::move(on_broken)),
+        ctx_(o.context ? o.context : &get_context()),
         init_(o.initializer),
         maxtasks_(o.maxtasksperchild),
         tasks_(QueueCore::Kind::queue, 0),
@@ -633,6 +640,7 @@ class ProcessPoolCore final : public PoolCoreBase {
   // Joins the workers that ended; fails the task each held; replaces them while work remains.
   void reap() {
     std::vector<std::vector<std::byte>> lost;
+    std::string broken;
     std::unique_lock lk(workers_mutex_);
     for (std::size_t i = 0; i < workers_.size(); ++i) {
       Worker& w = workers_[i];
@@ -640,7 +648,21 @@ class ProcessPoolCore final : public PoolCoreBase {
       w.live = false;
       const int code = w.proc.exitcode().value_or(0);
       std::atomic<std::uint64_t>* s = slot_words(slots_, static_cast<int>(i));
-      if (s[0].load(std::memory_order_acquire) == 1 && !terminating_) {
+      const bool busy = s[0].load(std::memory_order_acquire) == 1;
+      if (on_broken_ && !terminating_ && !stops_sent_ && (busy || code != 0 || maxtasks_ <= 0)) {
+        // An executor's pool breaks when a worker ends other than by its task limit (CPython).
+        if (broken.empty()) {
+          broken = "A process in the process pool was terminated abruptly while the future was running or "
+                   "pending (worker " + w.proc.name() + ", pid " + std::to_string(w.proc.pid().value_or(0)) +
+                   ", exit code " + std::to_string(code) + ")";
+        }
+        try {
+          w.proc.close();
+        } catch (...) {
+        }
+        continue;
+      }
+      if (busy && !terminating_) {
         Encoder enc;
         enc(std::uint32_t{kResultLost});
         enc(s[1].load(std::memory_order_relaxed));
@@ -664,8 +686,10 @@ class ProcessPoolCore final : public PoolCoreBase {
     lk.unlock();
     // After the lock: the result thread may need it while this waits for room in the ring.
     for (auto& rec : lost) results_.put(rec, true, {});
+    if (!broken.empty()) on_broken_(broken);
   }
 
+  std::function<void(const std::string&)> on_broken_;
   Context* ctx_;
   Initializer init_;
   int maxtasks_;
@@ -682,8 +706,9 @@ class ProcessPoolCore final : public PoolCoreBase {
   std::thread monitor_thread_;
 };
 
-std::shared_ptr<ProcessPoolCore> make_process_pool(const PoolOptions& options) {
-  auto core = std::make_shared<ProcessPoolCore>(options);
+std::shared_ptr<ProcessPoolCore> make_process_pool(const PoolOptions& options,
+                                                   std::function<void(const std::string&)> on_broken) {
+  auto core = std::make_shared<ProcessPoolCore>(options, std::move(on_broken));
   core->start_threads();
   return core;
 }

@@ -83,6 +83,18 @@ class RemoteError : public ProcessError {
   std::string type_name_;
 };
 
+// concurrent.futures.CancelledError: the result of a future that was cancelled.
+class CancelledError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+  CancelledError() : std::runtime_error("the future was cancelled") {}
+};
+// Python's RuntimeError (an executor asked for work after shutdown()).
+class RuntimeError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // A pool worker could not send a task's result back (multiprocessing.pool.MaybeEncodingError).
 class MaybeEncodingError : public ProcessError {
  public:

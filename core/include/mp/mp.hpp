@@ -6,6 +6,7 @@
 #include <mp/connection.hpp>
 #include <mp/context.hpp>
 #include <mp/exceptions.hpp>
+#include <mp/futures.hpp>
 #include <mp/handle.hpp>
 #include <mp/logging.hpp>
 #include <mp/pool.hpp>

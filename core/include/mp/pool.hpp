@@ -556,6 +556,8 @@ class PoolCoreBase : public std::enable_shared_from_this<PoolCoreBase> {
   int processes() const noexcept { return processes_; }
   void close();
   void terminate();
+  // Stops the workers now; every job not finished fails with `reason`.
+  void terminate(const std::exception_ptr& reason);
   void join();
   bool running() const;
 
@@ -590,7 +592,10 @@ using PoolTrampoline = void (*)(const PoolFunction& fn, Decoder& in, std::uint32
 // The process backend: task and result queues, worker processes, a result thread and a monitor
 // thread that notices a worker's death.
 class ProcessPoolCore;
-std::shared_ptr<ProcessPoolCore> make_process_pool(const PoolOptions& options);
+// With `on_broken`, a worker's unexpected end is reported there (the executor's broken pool)
+// instead of failing its task and replacing it.
+std::shared_ptr<ProcessPoolCore> make_process_pool(const PoolOptions& options,
+                                                   std::function<void(const std::string&)> on_broken = nullptr);
 void process_pool_submit(ProcessPoolCore& core, std::span<const std::byte> task);
 PoolCoreBase& as_base(ProcessPoolCore& core);
 
