@@ -259,6 +259,30 @@ TEST_P(PoolTest, ImapExceptionPerItemAndTimeout) {
   EXPECT_EQ(slow2.next(mp::Seconds(30)), 4);
 }
 
+// CPython's test_imap_handle_iterable_exception: the input's own exception comes out where the
+// input failed, after the results before it.
+TEST_P(PoolTest, ImapInputThatThrows) {
+  mp::Pool pool(opts(2));
+  for (std::size_t cs : {1u, 3u}) {
+    auto input = std::views::iota(0L, 10L) | std::views::transform([](long x) {
+                   if (x == 5) throw std::runtime_error("bad input");
+                   return x;
+                 });
+    auto it = pool.imap(sqr, input, cs);
+    for (long i = 0; i < 5; ++i) ASSERT_EQ(it.next(mp::Seconds(30)), i * i) << "chunksize " << cs;
+    EXPECT_THROW(it.next(mp::Seconds(30)), std::runtime_error);
+    auto u = pool.imap_unordered(sqr, input, cs);
+    std::set<long> got;
+    try {
+      while (auto v = u.next(mp::Seconds(30))) got.insert(*v);
+      ADD_FAILURE() << "no exception";
+    } catch (const std::runtime_error&) {
+    }
+    EXPECT_EQ(got, (std::set<long>{0, 1, 4, 9, 16}));
+  }
+  EXPECT_EQ(pool.apply(sqr, 2L), 4);
+}
+
 TEST_P(PoolTest, ImapIsLazyAndCanStopEarly) {
   mp::Pool pool(opts(2));
   // An endless input: only a window ahead of the consumer is submitted.

@@ -401,9 +401,11 @@ class IMapState final : public JobBase, public std::enable_shared_from_this<IMap
   IMapState(bool ordered, std::size_t chunksize, std::size_t window)
       : ordered_(ordered), chunksize_(chunksize ? chunksize : 1), window_(window) {}
 
-  // `feed(max)` submits up to `max` more items (whole chunks) and returns how many it submitted;
-  // 0 means the input is exhausted.
-  void set_feeder(std::function<std::size_t(std::size_t)> feed) { feed_ = std::move(feed); }
+  // `feed(max, error)` submits up to `max` more items (whole chunks) and returns how many it
+  // submitted; 0 means the input is exhausted; `error` is set when reading the input threw (the
+  // items before it were submitted, and are counted).
+  using Feeder = std::function<std::size_t(std::size_t, std::exception_ptr&)>;
+  void set_feeder(Feeder feed) { feed_ = std::move(feed); }
 
   bool deliver_encoded(std::size_t first, std::size_t count, Decoder& dec) override {
     std::vector<Entry> got;
@@ -448,8 +450,12 @@ class IMapState final : public JobBase, public std::enable_shared_from_this<IMap
         if (e->index() == 1) std::rethrow_exception(std::get<1>(*e));
         return std::move(std::get<0>(*e));
       }
-      if (exhausted_ && handed_out_ == fed_) return std::nullopt;
       if (abandoned_) std::rethrow_exception(abandoned_);
+      if (exhausted_ && handed_out_ == fed_) {
+        // The input's own exception comes out where the input failed, once (as CPython's imap).
+        if (auto e = std::exchange(input_error_, nullptr)) std::rethrow_exception(e);
+        return std::nullopt;
+      }
       if (!exhausted_ && !feeding_ && fed_ - handed_out_ < window_ * chunksize_) {
         feed_more(lk);
         continue;
@@ -486,7 +492,7 @@ class IMapState final : public JobBase, public std::enable_shared_from_this<IMap
     std::size_t n = 0;
     std::exception_ptr failed;
     try {
-      n = feed_(max);
+      n = feed_(max, failed);
     } catch (...) {
       failed = std::current_exception();
     }
@@ -494,7 +500,7 @@ class IMapState final : public JobBase, public std::enable_shared_from_this<IMap
     feeding_ = false;
     if (failed) {
       exhausted_ = true;
-      abandoned_ = failed;
+      input_error_ = failed;
     } else if (n == 0) {
       exhausted_ = true;
     }
@@ -533,14 +539,15 @@ class IMapState final : public JobBase, public std::enable_shared_from_this<IMap
   const bool ordered_;
   const std::size_t chunksize_;
   const std::size_t window_;
-  std::function<std::size_t(std::size_t)> feed_;
+  Feeder feed_;
   mutable std::mutex m_;
   CondVar cv_;
   std::deque<std::optional<Entry>> ready_;
   std::vector<char> chunk_done_;
   std::size_t fed_ = 0, received_ = 0, handed_out_ = 0;
   bool exhausted_ = false, feeding_ = false;
-  std::exception_ptr abandoned_;
+  std::exception_ptr abandoned_;    // the pool ended first
+  std::exception_ptr input_error_;  // reading the input threw
 };
 
 // ---- the pool machinery shared by Pool and ThreadPool (core/src/pool.cpp) -------------------------
@@ -1120,29 +1127,42 @@ class BasicPool {
     };
     auto in = std::make_shared<Input>(Input{std::views::all(std::forward<Range>(input)), std::nullopt, 0});
     std::weak_ptr<detail::IMapState<R>> weak = state;
-    state->set_feeder([sub, in, program, weak, chunksize](std::size_t max) -> std::size_t {
-      auto st = weak.lock();
-      if (!st) return 0;
-      if (!in->it) in->it.emplace(std::ranges::begin(in->view));
-      auto& it = *in->it;
-      std::size_t n = 0;
-      std::vector<Args> chunk;
-      auto deliver = [weak](std::size_t first, std::vector<R>&& v) {
-        auto s = weak.lock();
-        return s ? s->deliver_values(first, std::move(v)) : false;
-      };
-      while (n < max && it != std::ranges::end(in->view)) {
-        chunk.clear();
-        while (chunk.size() < chunksize && it != std::ranges::end(in->view)) {
-          chunk.push_back(as_args<false>(*it));
-          ++it;
-        }
-        sub.template submit_chunk<R>(st, program, in->next_index, std::span<const Args>(chunk), deliver);
-        in->next_index += chunk.size();
-        n += chunk.size();
-      }
-      return n;
-    });
+    state->set_feeder(
+        [sub, in, program, weak, chunksize](std::size_t max, std::exception_ptr& error) -> std::size_t {
+          auto st = weak.lock();
+          if (!st) return 0;
+          std::size_t n = 0;
+          std::vector<Args> chunk;
+          auto deliver = [weak](std::size_t first, std::vector<R>&& v) {
+            auto s = weak.lock();
+            return s ? s->deliver_values(first, std::move(v)) : false;
+          };
+          auto submit = [&] {
+            if (chunk.empty()) return;
+            sub.template submit_chunk<R>(st, program, in->next_index, std::span<const Args>(chunk), deliver);
+            in->next_index += chunk.size();
+            n += chunk.size();
+            chunk.clear();
+          };
+          try {
+            if (!in->it) in->it.emplace(std::ranges::begin(in->view));
+            auto& it = *in->it;
+            while (n < max && it != std::ranges::end(in->view)) {
+              while (chunk.size() < chunksize && it != std::ranges::end(in->view)) {
+                chunk.push_back(as_args<false>(*it));
+                ++it;
+              }
+              submit();
+            }
+          } catch (...) {
+            error = std::current_exception();
+            try {
+              submit();  // what was read before the failure still runs
+            } catch (...) {
+            }
+          }
+          return n;
+        });
     base().add_job(state);
     base().add_lazy(state->id, [weak] {
       if (auto st = weak.lock()) st->feed_all();
