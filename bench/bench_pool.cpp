@@ -19,7 +19,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <ranges>
 #include <string>
 #include <vector>
 
@@ -47,11 +46,11 @@ double median(std::vector<double> v) {
 
 void map_case(benchmark::State& state, long n, std::optional<std::size_t> chunksize) {
   mp::Pool pool(2);
-  pool.map(square, std::views::iota(0L, 2000L));  // warm-up, as py_baseline.py
+  pool.map(square, mp::range(0L, 2000L));  // warm-up, as py_baseline.py
   std::vector<double> rates;
   for (auto _ : state) {
     auto t0 = Clock::now();
-    auto r = pool.map(square, std::views::iota(0L, n), chunksize);
+    auto r = pool.map(square, mp::range(0L, n), chunksize);
     double s = std::chrono::duration<double>(Clock::now() - t0).count();
     if (r.size() != static_cast<std::size_t>(n) || r.back() != (n - 1) * (n - 1)) {
       state.SkipWithError("wrong results");
@@ -65,7 +64,7 @@ void map_case(benchmark::State& state, long n, std::optional<std::size_t> chunks
 
 void apply_rtt(benchmark::State& state) {
   mp::Pool pool(2);
-  pool.map(square, std::views::iota(0L, 2000L));
+  pool.map(square, mp::range(0L, 2000L));
   long i = 0;
   for (auto _ : state) {
     long v = pool.apply_async(square, i).get();

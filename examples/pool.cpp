@@ -37,7 +37,6 @@
 
 #include <chrono>
 #include <iostream>
-#include <ranges>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -59,9 +58,9 @@ int main() {
     // start 4 worker processes
     mp::Pool pool(mp::PoolOptions{.processes = 4});
     // print "[0, 1, 4,..., 81]"
-    print_list(pool.map(f, std::views::iota(0, 10)));
+    print_list(pool.map(f, mp::range(10)));
     // print same numbers in arbitrary order
-    for (int i : pool.imap_unordered(f, std::views::iota(0, 10))) std::cout << i << std::endl;
+    for (int i : pool.imap_unordered(f, mp::range(10))) std::cout << i << std::endl;
     // evaluate "f(20)" asynchronously
     auto res = pool.apply_async(f, 20);                  // runs in *only* one process
     std::cout << res.get(mp::Seconds(1)) << std::endl;   // prints "400"

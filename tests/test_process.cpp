@@ -1206,6 +1206,7 @@ TEST_P(ProcessTest, JoinTimeoutHonouredAfterExec) {
 
 // Several threads start and join processes at once.
 TEST_P(ProcessTest, ConcurrentStarts) {
+  MP_SKIP_THREADED_FORK_UNDER_ASAN(GetParam());
   constexpr int kThreads = 4;
   constexpr int kEach = 8;
   std::atomic<int> failures{0};

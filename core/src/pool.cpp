@@ -449,6 +449,25 @@ void pool_worker_main(WorkerArgs args) {
 
 }  // namespace
 
+class ProcessPoolCore;
+
+// The process pools alive in this process: terminated at exit, before the exit function ends the
+// daemonic children (else a pool's monitor would see its workers die and replace them).
+struct LivePools {
+  std::mutex mutex;
+  std::vector<std::weak_ptr<ProcessPoolCore>> pools;
+  unsigned generation = 0;
+};
+LivePools& live_pools() {
+  static auto* p = [] {
+    auto* made = new LivePools;  // never destroyed: used at exit
+    platform::register_atfork(nullptr, nullptr, [] { new (&live_pools().mutex) std::mutex; });
+    return made;
+  }();
+  return *p;
+}
+void terminate_live_pools();
+
 class ProcessPoolCore final : public PoolCoreBase {
  public:
   explicit ProcessPoolCore(const PoolOptions& o, std::function<void(const std::string&)> on_broken = nullptr)
@@ -676,7 +695,7 @@ class ProcessPoolCore final : public PoolCoreBase {
         w.proc.close();
       } catch (...) {
       }
-      if (terminating_ || stops_sent_) continue;
+      if (terminating_ || stops_sent_ || process_exiting()) continue;  // at exit: daemons are ended
       try {
         start_worker(static_cast<int>(i));
       } catch (const std::exception& e) {
@@ -710,7 +729,39 @@ std::shared_ptr<ProcessPoolCore> make_process_pool(const PoolOptions& options,
                                                    std::function<void(const std::string&)> on_broken) {
   auto core = std::make_shared<ProcessPoolCore>(options, std::move(on_broken));
   core->start_threads();
+  {
+    LivePools& lp = live_pools();
+    std::lock_guard g(lp.mutex);
+    if (lp.generation != fork_generation()) {  // a forked child: the parent's pools are not its own
+      lp.pools.clear();
+      lp.generation = fork_generation();
+    }
+    std::erase_if(lp.pools, [](const std::weak_ptr<ProcessPoolCore>& w) { return w.expired(); });
+    lp.pools.push_back(core);
+  }
+  register_early_exit_hook(&terminate_live_pools);
   return core;
+}
+
+void terminate_live_pools() {
+  std::vector<std::shared_ptr<ProcessPoolCore>> pools;
+  {
+    LivePools& lp = live_pools();
+    std::lock_guard g(lp.mutex);
+    if (lp.generation != fork_generation()) return;
+    for (auto& w : lp.pools) {
+      if (auto p = w.lock()) pools.push_back(std::move(p));
+    }
+    lp.pools.clear();
+  }
+  for (auto& p : pools) {
+    try {
+      as_base(*p).terminate();
+      as_base(*p).join();
+    } catch (const std::exception& e) {
+      platform::write_stderr(std::string("mp: terminating a pool at exit: ") + e.what() + "\n");
+    }
+  }
 }
 void process_pool_submit(ProcessPoolCore& core, std::span<const std::byte> task) { core.submit(task); }
 PoolCoreBase& as_base(ProcessPoolCore& core) { return core; }

@@ -32,12 +32,13 @@ struct Globals {
   bool has_parent = false;
   platform::UniqueHandle own_status;       // our end of the parent's sentinel pipe
   platform::UniqueHandle parent_sentinel;  // reads EOF when the parent is gone
-  bool exiting = false;
+  std::atomic<bool> exiting{false};
   bool atexit_registered = false;
   bool in_bootstrap = false;
   std::mutex after_fork_mutex;
   std::vector<std::function<void()>> after_fork;
   std::vector<void (*)()> exit_hooks;  // run last at exit (CPython's negative-priority finalizers)
+  std::vector<void (*)()> early_exit_hooks;  // run first (CPython's finalizers with a priority >= 0)
 };
 
 void atfork_prepare();
@@ -147,10 +148,15 @@ void flush_std_streams() {
 
 void exit_function() {
   Globals& G = g();
-  if (G.exiting) return;
-  G.exiting = true;
+  if (G.exiting.exchange(true)) return;
   Logger& log = get_logger();
   log.info("process shutting down");
+  std::vector<void (*)()> early;
+  {
+    std::lock_guard lock(G.mutex);
+    early = G.early_exit_hooks;
+  }
+  for (auto* hook : early) hook();
   for (Process& p : active_children()) {
     if (p.daemon()) {
       log.info("calling terminate() for daemon " + p.name());
@@ -266,6 +272,17 @@ SpawnRequest prepare_spawn(Process& self, ProcessState& s, const std::string& me
 }  // namespace
 
 std::atomic<unsigned> g_fork_generation{0};
+
+bool process_exiting() noexcept { return g().exiting.load(); }
+
+void register_early_exit_hook(void (*hook)()) {
+  ensure_atexit();
+  Globals& G = g();
+  std::lock_guard lock(G.mutex);
+  if (std::find(G.early_exit_hooks.begin(), G.early_exit_hooks.end(), hook) == G.early_exit_hooks.end()) {
+    G.early_exit_hooks.push_back(hook);
+  }
+}
 
 void register_exit_hook(void (*hook)()) {
   ensure_atexit();

@@ -97,7 +97,12 @@ void check_bootstrapped();
 // Runs `hook` at the end of this process's exit (after its children are joined), in the main
 // process and in children alike (CPython's finalizers with a negative exit priority).
 void register_exit_hook(void (*hook)());
+// Runs `hook` at the start of this process's exit, before its daemonic children are terminated
+// (CPython's finalizers with a priority >= 0, such as the one that terminates a Pool).
+void register_early_exit_hook(void (*hook)());
 bool in_child_bootstrap() noexcept;
+// Whether this process has begun its exit (the exit function runs).
+bool process_exiting() noexcept;
 
 // Every Process this process started and has not yet seen end.
 void track_child(std::shared_ptr<ProcessState> s);

@@ -472,7 +472,7 @@ class ProcessPoolExecutor {
   template <class F, class Range>
   auto map(F&& f, Range&& input, Timeout timeout = {}, std::size_t chunksize = 1) {
     using Fn = std::decay_t<F>;
-    using Elem = std::ranges::range_value_t<Range>;
+    using Elem = detail::range_elem_t<Range>;
     using Args = std::tuple<Elem>;
     using R = std::decay_t<std::invoke_result_t<Fn&, Elem&&>>;
     static_assert(!std::is_void_v<R>, "ProcessPoolExecutor::map: the function must return a value");

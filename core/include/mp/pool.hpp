@@ -22,6 +22,7 @@
 #include <mp/codec.hpp>
 #include <mp/context.hpp>
 #include <mp/exceptions.hpp>
+#include <mp/range.hpp>
 #include <mp/task.hpp>
 #include <mp/time.hpp>
 
@@ -37,7 +38,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <ranges>
 #include <span>
 #include <string>
 #include <tuple>
@@ -756,8 +756,32 @@ class ProcessProgram {
   }
 };
 
+// The element type of an input range (std::ranges' traits and views are avoided: clang 14 cannot
+// compile them over libstdc++ 12).
 template <class Range>
-using range_elem_t = std::ranges::range_value_t<Range>;
+using range_elem_t = std::decay_t<decltype(*std::begin(std::declval<Range&>()))>;
+
+// An imap input held for lazy reading: a reference to an lvalue range, the range itself otherwise.
+template <class Range>
+struct HeldInput {
+  using Stored = std::conditional_t<std::is_lvalue_reference_v<Range>, std::remove_reference_t<Range>*,
+                                    std::decay_t<Range>>;
+  Stored stored;
+  auto& get() {
+    if constexpr (std::is_pointer_v<Stored>) {
+      return *stored;
+    } else {
+      return stored;
+    }
+  }
+  static Stored hold(Range&& r) {
+    if constexpr (std::is_pointer_v<Stored>) {
+      return &r;
+    } else {
+      return Stored(std::move(r));
+    }
+  }
+};
 
 // The element of starmap's input as an argument tuple.
 template <class T>
@@ -1073,7 +1097,7 @@ class BasicPool {
   template <bool Star, class F, class Range>
   auto map_impl(F&& f, Range&& input, std::optional<std::size_t> chunksize, const AsyncOptions& options) {
     using Fn = std::decay_t<F>;
-    using Elem = std::ranges::range_value_t<Range>;
+    using Elem = detail::range_elem_t<Range>;
     using Args = args_of<Star, Elem>;
     using R = typename result_of<Fn, Args>::type;
     static_assert(!std::is_void_v<R>, "map/starmap: the function must return a value (use apply_async for void)");
@@ -1081,7 +1105,7 @@ class BasicPool {
     auto sub = derived().submitter();
     auto program = sub.template prepare<R, Args>(Fn(std::forward<F>(f)));
     std::vector<Args> items;
-    if constexpr (std::ranges::sized_range<Range>) items.reserve(std::ranges::size(input));
+    if constexpr (requires { std::size(input); }) items.reserve(static_cast<std::size_t>(std::size(input)));
     for (auto&& e : input) items.push_back(as_args<Star>(e));
     std::size_t cs = chunksize ? *chunksize : default_chunksize(items.size(), processes());
     auto state = std::make_shared<detail::MapState<R>>(items.size(), cs);
@@ -1110,10 +1134,11 @@ class BasicPool {
   template <class F, class Range>
   auto imap_impl(F&& f, Range&& input, std::size_t chunksize, bool ordered) {
     using Fn = std::decay_t<F>;
-    using Elem = std::ranges::range_value_t<Range>;
+    using Elem = detail::range_elem_t<Range>;
     using Args = args_of<false, Elem>;
     using R = typename result_of<Fn, Args>::type;
-    using View = std::ranges::views::all_t<Range>;
+    using Held = detail::HeldInput<Range>;
+    using Iter = decltype(std::begin(std::declval<Held&>().get()));
     static_assert(!std::is_void_v<R>, "imap: the function must return a value");
     if (chunksize == 0) throw ValueError("Chunksize must be 1+, not 0");
     auto sub = derived().submitter();
@@ -1121,11 +1146,11 @@ class BasicPool {
     const std::size_t window = std::max<std::size_t>(64, 8 * static_cast<std::size_t>(processes()));
     auto state = std::make_shared<detail::IMapState<R>>(ordered, chunksize, window);
     struct Input {
-      View view;
-      std::optional<std::ranges::iterator_t<View>> it;
+      Held held;
+      std::optional<Iter> it;
       std::size_t next_index = 0;
     };
-    auto in = std::make_shared<Input>(Input{std::views::all(std::forward<Range>(input)), std::nullopt, 0});
+    auto in = std::make_shared<Input>(Input{Held{Held::hold(std::forward<Range>(input))}, std::nullopt, 0});
     std::weak_ptr<detail::IMapState<R>> weak = state;
     state->set_feeder(
         [sub, in, program, weak, chunksize](std::size_t max, std::exception_ptr& error) -> std::size_t {
@@ -1145,10 +1170,11 @@ class BasicPool {
             chunk.clear();
           };
           try {
-            if (!in->it) in->it.emplace(std::ranges::begin(in->view));
+            auto& range = in->held.get();
+            if (!in->it) in->it.emplace(std::begin(range));
             auto& it = *in->it;
-            while (n < max && it != std::ranges::end(in->view)) {
-              while (chunk.size() < chunksize && it != std::ranges::end(in->view)) {
+            while (n < max && it != std::end(range)) {
+              while (chunk.size() < chunksize && it != std::end(range)) {
                 chunk.push_back(as_args<false>(*it));
                 ++it;
               }
