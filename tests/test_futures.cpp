@@ -23,7 +23,10 @@ long sleep_and_return(long x, double seconds) {
 }
 int pid_of_worker() { return static_cast<int>(::getpid()); }
 int raise_value_error(int) { throw mp::ValueError("bad value"); }
-void crash() { std::abort(); }
+void crash_after(double seconds) {
+  std::this_thread::sleep_for(mp::Seconds(seconds));
+  std::abort();
+}
 void exit_worker(int code) { std::_Exit(code); }
 
 int g_init = 0;
@@ -191,8 +194,9 @@ TEST_P(ExecutorTest, InitializerAndMaxTasksPerChild) {
 TEST_P(ExecutorTest, AWorkerThatDiesBreaksThePool) {
   mp::ProcessPoolExecutor ex(opts(2));
   std::vector<mp::Future<long>> queued;
-  auto boom = ex.submit(crash);
+  auto boom = ex.submit(crash_after, 0.3);  // after the submissions below
   for (long i = 0; i < 10; ++i) queued.push_back(ex.submit(sleep_and_return, i, 5.0));
+  ASSERT_TRUE(boom.state().wait(mp::Seconds(30)));
   auto t0 = Clock::now();
   EXPECT_THROW(boom.result(mp::Seconds(30)), mp::BrokenProcessPool);
   for (auto& f : queued) EXPECT_THROW(f.result(mp::Seconds(30)), mp::BrokenProcessPool);

@@ -338,8 +338,10 @@ TEST_P(PoolTest, EmptyIterables) {
 }
 
 TEST_P(PoolTest, ProcessesDefaultAndWorkersDistinct) {
-  mp::Pool pool(mp::PoolOptions{.context = &ctx()});
-  EXPECT_EQ(pool.processes(), mp::process_cpu_count());
+  {
+    mp::Pool pool(mp::PoolOptions{.context = &ctx()});
+    EXPECT_EQ(pool.processes(), mp::process_cpu_count());
+  }  // (not two pools at once: under ASan a fork while the first pool's threads start can hang)
   mp::Pool three(opts(3));
   EXPECT_EQ(three.processes(), 3);
   auto pids = three.map(pid_of_worker, mp::range(0, 300), 1);
