@@ -569,6 +569,23 @@ TEST_P(PoolTest, APoolLeftAliveAtExit) {
 
 INSTANTIATE_TEST_SUITE_P(Methods, PoolTest, testing::Values("fork", "spawn", "forkserver"));
 
+// ---- mp::range: Python's range() -----------------------------------------------------------------
+TEST(Range, AsPythons) {
+  auto to_vec = [](auto r) { return std::vector<long>(r.begin(), r.end()); };
+  EXPECT_EQ(to_vec(mp::range(5L)), (std::vector<long>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(to_vec(mp::range(2L, 5L)), (std::vector<long>{2, 3, 4}));
+  EXPECT_EQ(to_vec(mp::range(2L, 10L, 3L)), (std::vector<long>{2, 5, 8}));
+  EXPECT_EQ(to_vec(mp::range(10L, 0L, -4L)), (std::vector<long>{10, 6, 2}));
+  EXPECT_TRUE(mp::range(5, 2).empty());
+  EXPECT_EQ(mp::range(0).size(), 0u);
+  EXPECT_EQ(mp::range(-3).size(), 0u);
+  EXPECT_EQ(mp::range(1, 11, 2).size(), 5u);
+  EXPECT_EQ(mp::range(0, 10, 3)[3], 9);
+  EXPECT_THROW(mp::range(0, 10, 0), mp::ValueError);
+  auto r = mp::range(0, 100, 7);
+  EXPECT_EQ(static_cast<std::size_t>(r.end() - r.begin()), r.size());
+}
+
 // ---- ThreadPool ----------------------------------------------------------------------------------
 TEST(ThreadPool, SameSurface) {
   mp::ThreadPool pool(3);

@@ -253,9 +253,10 @@ void check_owner_death(mp::Context& ctx, L lock, int depth) {
   std::thread waiter([&] {
     auto t0 = std::chrono::steady_clock::now();
     bool ok = lock.acquire(true, 20s);
-    waiter_took = since(t0);
+    const double took = since(t0);
     waiter_ok = ok;
     waiter_died = ok && lock.owner_died();
+    waiter_took = took;  // last: the test reads the other two once this is set
     while (ok && !release_now) std::this_thread::sleep_for(1ms);
     if (ok) lock.release();
   });
