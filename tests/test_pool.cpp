@@ -64,6 +64,21 @@ long spin_briefly(std::string dir, long x) {
   return x;
 }
 
+// A result whose encoding fails at run time (CPython: an unpicklable result -> MaybeEncodingError).
+struct Fussy {
+  int v = 0;
+  template <class A>
+  void save(A& a) const {
+    if (v < 0) throw std::runtime_error("cannot encode a negative Fussy");
+    a(v);
+  }
+  template <class A>
+  void load(A& a) {
+    a(v);
+  }
+};
+Fussy make_fussy(int v) { return Fussy{v}; }
+
 // The initializer's effect, seen by tasks in the same worker.
 int g_initialized = 0;
 void init_worker(int value) { g_initialized = value; }
@@ -249,6 +264,21 @@ TEST_P(PoolTest, ExceptionsKeepTheirType) {
   // map: the first failing chunk fails the whole; the pool goes on working.
   EXPECT_THROW(pool.map(raise_value_error, mp::range(0, 10)), mp::ValueError);
   EXPECT_EQ(pool.apply(sqr, 3L), 9);
+}
+
+// CPython's test_unpickleable_result: the task fails with MaybeEncodingError; the pool goes on.
+TEST_P(PoolTest, ResultThatCannotBeEncoded) {
+  mp::Pool pool(opts(2));
+  EXPECT_EQ(pool.apply(make_fussy, 3).v, 3);
+  try {
+    pool.apply(make_fussy, -1);
+    ADD_FAILURE() << "no exception";
+  } catch (const mp::MaybeEncodingError& e) {
+    EXPECT_NE(std::string(e.what()).find("Error sending result"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("cannot encode a negative Fussy"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(pool.map(make_fussy, std::vector<int>{1, -2, 3}, 1), mp::MaybeEncodingError);
+  EXPECT_EQ(pool.apply(make_fussy, 4).v, 4);
 }
 
 TEST_P(PoolTest, Imap) {

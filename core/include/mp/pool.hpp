@@ -635,6 +635,16 @@ struct program_params<F, true, A...> {
   using type = typename pool_fn_ptr<F>::params;
 };
 
+// A result that cannot be encoded fails its task with CPython's MaybeEncodingError.
+template <class V>
+void encode_result(Encoder& out, const V& value) {
+  try {
+    out(value);
+  } catch (const std::exception& e) {
+    throw MaybeEncodingError("Error sending result: '" + type_name<V>() + "'. Reason: '" + e.what() + "'");
+  }
+}
+
 // Worker side: runs `count` calls, encoding each result.
 template <class R, class... P>
 void pool_call_pointer(const PoolFunction& fn, Decoder& in, std::uint32_t count, Encoder& out) {
@@ -645,7 +655,7 @@ void pool_call_pointer(const PoolFunction& fn, Decoder& in, std::uint32_t count,
     if constexpr (std::is_void_v<R>) {
       std::apply([f](auto&... a) { f(static_cast<P&&>(a)...); }, args);
     } else {
-      out(std::apply([f](auto&... a) -> R { return f(static_cast<P&&>(a)...); }, args));
+      encode_result(out, std::apply([f](auto&... a) -> R { return f(static_cast<P&&>(a)...); }, args));
     }
   }
 }
@@ -665,7 +675,7 @@ void pool_call_object(const PoolFunction& fn, Decoder& in, std::uint32_t count, 
     if constexpr (std::is_void_v<R>) {
       std::apply([&f](A&... a) { std::invoke(f, std::move(a)...); }, args);
     } else {
-      out(std::apply([&f](A&... a) -> R { return std::invoke(f, std::move(a)...); }, args));
+      encode_result(out, std::apply([&f](A&... a) -> R { return std::invoke(f, std::move(a)...); }, args));
     }
   }
 }
