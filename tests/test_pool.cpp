@@ -480,6 +480,16 @@ TEST_P(PoolTest, AWorkerThatDiesFailsItsTaskOnly) {
   pool.join();
 }
 
+// "t<trial>_<task>" (appended piecewise: gcc 12 at -O3 warns falsely, -Wrestrict, on
+// "t" + std::to_string(...) + ...).
+std::string trial_file(int trial, int task) {
+  std::string name = "t";
+  name += std::to_string(trial);
+  name += '_';
+  name += std::to_string(task);
+  return name;
+}
+
 // The fault test: SIGKILL the worker running a chosen task, 100 times; the pool never
 // hangs, the lost task fails within a second, and every other task completes.
 TEST_P(PoolTest, KillingAWorkerMidTaskNeverHangs) {
@@ -493,10 +503,10 @@ TEST_P(PoolTest, KillingAWorkerMidTaskNeverHangs) {
     std::vector<mp::AsyncResult<long>> rs;
     const int victim = static_cast<int>(rng() % 4);
     for (int i = 0; i < 4; ++i) {
-      std::string path = dir / ("t" + std::to_string(t) + "_" + std::to_string(i));
+      std::string path = dir / trial_file(t, i);
       rs.push_back(pool.apply_async(report_and_work, path, static_cast<long>(i), i == victim ? 30.0 : 0.02));
     }
-    std::string vpath = dir / ("t" + std::to_string(t) + "_" + std::to_string(victim));
+    std::string vpath = dir / trial_file(t, victim);
     ASSERT_TRUE(wait_for_file(vpath)) << "trial " << t;
     int pid = std::stoi(read_file(vpath).value());
     ASSERT_EQ(::kill(pid, SIGKILL), 0);
