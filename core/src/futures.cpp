@@ -141,13 +141,7 @@ std::shared_ptr<ExecutorCore> ExecutorCore::make(const ExecutorOptions& o) {
 }
 
 ExecutorCore::~ExecutorCore() {
-  try {
-    if (pool_) {
-      as_base(*pool_).terminate();
-      as_base(*pool_).join();
-    }
-  } catch (...) {
-  }
+  if (pool_) as_base(*pool_).terminate_and_join();
 }
 
 void ExecutorCore::submit(const std::shared_ptr<FutureStateBase>& future, std::function<void()> dispatch) {

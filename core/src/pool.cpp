@@ -242,6 +242,16 @@ void PoolCoreBase::terminate(const std::exception_ptr& reason) {
   abandon_all(reason);
 }
 
+void PoolCoreBase::terminate_and_join() noexcept {
+  try {
+    terminate();
+    join();
+  } catch (const std::exception& e) {
+    platform::write_stderr(std::string("mp: ending a pool: ") + e.what() + "\n");
+  } catch (...) {
+  }
+}
+
 void PoolCoreBase::join() {
   {
     std::lock_guard lk(mutex_);
@@ -383,7 +393,6 @@ void pool_worker_main(WorkerArgs args) {
   args.init.run();
   std::atomic<std::uint64_t>* slot = slot_words(args.slots, args.slot);
   std::vector<std::byte> task;
-  std::vector<std::byte> result_buffer;
   ResolvedProgram cache;
   Process* parent = parent_process();
   int completed = 0;
@@ -415,33 +424,31 @@ void pool_worker_main(WorkerArgs args) {
     const auto prefix_len = r.get<std::uint32_t>();
     auto prefix = r.take(prefix_len);
 
-    Encoder out;
-    result_buffer.clear();
-    out.bytes().swap(result_buffer);
-    auto header = [&](std::uint32_t kind) {
-      out.bytes().clear();
-      out(kind);
-      out(job);
-      out(first);
-      out(count);
-    };
-    try {
-      if (cache.trampoline == nullptr || prefix.size() != cache.prefix.size() ||
-          std::memcmp(prefix.data(), cache.prefix.data(), prefix.size()) != 0) {
-        cache.trampoline = nullptr;
-        resolve(cache, prefix);
+    with_scratch_encoder([&](Encoder& out) {
+      auto header = [&](std::uint32_t kind) {
+        out.bytes().clear();
+        out(kind);
+        out(job);
+        out(first);
+        out(count);
+      };
+      try {
+        if (cache.trampoline == nullptr || prefix.size() != cache.prefix.size() ||
+            std::memcmp(prefix.data(), cache.prefix.data(), prefix.size()) != 0) {
+          cache.trampoline = nullptr;
+          resolve(cache, prefix);
+        }
+        header(kResultOk);
+        Decoder in(r.rest());
+        cache.trampoline(cache.fn, in, count, out);
+      } catch (const SystemExit&) {
+        throw;
+      } catch (...) {
+        header(kResultError);
+        out(describe_exception(std::current_exception()));
       }
-      header(kResultOk);
-      Decoder in(r.rest());
-      cache.trampoline(cache.fn, in, count, out);
-    } catch (const SystemExit&) {
-      throw;
-    } catch (...) {
-      header(kResultError);
-      out(describe_exception(std::current_exception()));
-    }
-    args.results.put(out.bytes(), true, {});
-    out.bytes().swap(result_buffer);
+      args.results.put(out.bytes(), true, {});
+    });
     slot[0].store(0, std::memory_order_release);
     ++completed;
   }
@@ -504,13 +511,7 @@ class ProcessPoolCore final : public PoolCoreBase {
   }
 
   ~ProcessPoolCore() override {
-    if (result_thread_.joinable() || monitor_thread_.joinable()) {
-      try {
-        terminate();
-        on_join();
-      } catch (...) {
-      }
-    }
+    if (result_thread_.joinable() || monitor_thread_.joinable()) terminate_and_join();
   }
 
   void submit(std::span<const std::byte> task) { tasks_.put(task, true, {}); }
@@ -695,7 +696,7 @@ class ProcessPoolCore final : public PoolCoreBase {
         w.proc.close();
       } catch (...) {
       }
-      if (terminating_ || stops_sent_ || process_exiting()) continue;  // at exit: daemons are ended
+      if (terminating_ || stops_sent_) continue;
       try {
         start_worker(static_cast<int>(i));
       } catch (const std::exception& e) {
@@ -754,14 +755,7 @@ void terminate_live_pools() {
     }
     lp.pools.clear();
   }
-  for (auto& p : pools) {
-    try {
-      as_base(*p).terminate();
-      as_base(*p).join();
-    } catch (const std::exception& e) {
-      platform::write_stderr(std::string("mp: terminating a pool at exit: ") + e.what() + "\n");
-    }
-  }
+  for (auto& p : pools) as_base(*p).terminate_and_join();
 }
 void process_pool_submit(ProcessPoolCore& core, std::span<const std::byte> task) { core.submit(task); }
 PoolCoreBase& as_base(ProcessPoolCore& core) { return core; }
@@ -776,13 +770,7 @@ class ThreadPoolCore final : public PoolCoreBase {
   void start_threads() {
     for (int i = 0; i < processes_; ++i) threads_.emplace_back([this] { loop(); });
   }
-  ~ThreadPoolCore() override {
-    try {
-      terminate();
-      on_join();
-    } catch (...) {
-    }
-  }
+  ~ThreadPoolCore() override { terminate_and_join(); }
   void submit(std::function<void()> work) {
     {
       std::lock_guard lk(qm_);
@@ -857,24 +845,13 @@ namespace mp {
 Pool::Pool(PoolOptions options) : core_(detail::make_process_pool(options)) {}
 Pool& Pool::operator=(Pool&& o) noexcept {
   if (this != &o) {
-    if (core_) {
-      try {
-        core_->terminate();
-        core_->join();
-      } catch (...) {
-      }
-    }
+    if (core_) detail::as_base(*core_).terminate_and_join();
     core_ = std::move(o.core_);
   }
   return *this;
 }
 Pool::~Pool() {
-  if (!core_) return;
-  try {
-    detail::as_base(*core_).terminate();
-    detail::as_base(*core_).join();
-  } catch (...) {
-  }
+  if (core_) detail::as_base(*core_).terminate_and_join();
 }
 detail::PoolCoreBase& Pool::base() const {
   if (!core_) throw ValueError("Pool: moved-from");
@@ -884,24 +861,13 @@ detail::PoolCoreBase& Pool::base() const {
 ThreadPool::ThreadPool(PoolOptions options) : core_(detail::make_thread_pool(options)) {}
 ThreadPool& ThreadPool::operator=(ThreadPool&& o) noexcept {
   if (this != &o) {
-    if (core_) {
-      try {
-        detail::as_base(*core_).terminate();
-        detail::as_base(*core_).join();
-      } catch (...) {
-      }
-    }
+    if (core_) detail::as_base(*core_).terminate_and_join();
     core_ = std::move(o.core_);
   }
   return *this;
 }
 ThreadPool::~ThreadPool() {
-  if (!core_) return;
-  try {
-    detail::as_base(*core_).terminate();
-    detail::as_base(*core_).join();
-  } catch (...) {
-  }
+  if (core_) detail::as_base(*core_).terminate_and_join();
 }
 detail::PoolCoreBase& ThreadPool::base() const {
   if (!core_) throw ValueError("ThreadPool: moved-from");

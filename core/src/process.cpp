@@ -32,7 +32,7 @@ struct Globals {
   bool has_parent = false;
   platform::UniqueHandle own_status;       // our end of the parent's sentinel pipe
   platform::UniqueHandle parent_sentinel;  // reads EOF when the parent is gone
-  std::atomic<bool> exiting{false};
+  bool exiting = false;
   bool atexit_registered = false;
   bool in_bootstrap = false;
   std::mutex after_fork_mutex;
@@ -148,7 +148,8 @@ void flush_std_streams() {
 
 void exit_function() {
   Globals& G = g();
-  if (G.exiting.exchange(true)) return;
+  if (G.exiting) return;
+  G.exiting = true;
   Logger& log = get_logger();
   log.info("process shutting down");
   std::vector<void (*)()> early;
@@ -272,8 +273,6 @@ SpawnRequest prepare_spawn(Process& self, ProcessState& s, const std::string& me
 }  // namespace
 
 std::atomic<unsigned> g_fork_generation{0};
-
-bool process_exiting() noexcept { return g().exiting.load(); }
 
 void register_early_exit_hook(void (*hook)()) {
   ensure_atexit();

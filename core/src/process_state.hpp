@@ -101,8 +101,6 @@ void register_exit_hook(void (*hook)());
 // (CPython's finalizers with a priority >= 0, such as the one that terminates a Pool).
 void register_early_exit_hook(void (*hook)());
 bool in_child_bootstrap() noexcept;
-// Whether this process has begun its exit (the exit function runs).
-bool process_exiting() noexcept;
 
 // Every Process this process started and has not yet seen end.
 void track_child(std::shared_ptr<ProcessState> s);

@@ -304,6 +304,21 @@ struct transportable<std::bitset<N>> : std::true_type {};
 template <class T>
 struct transportable<std::complex<T>> : std::bool_constant<std::is_arithmetic_v<T>> {};
 
+// Runs `fill(enc)` with an Encoder whose byte buffer is this thread's scratch buffer, which keeps its
+// capacity between calls (no allocation per message once warm). The bytes are valid inside `fill`.
+template <class Fill>
+decltype(auto) with_scratch_encoder(Fill&& fill) {
+  thread_local std::vector<std::byte> buffer;
+  Encoder enc;
+  buffer.clear();
+  enc.bytes().swap(buffer);
+  struct Restore {
+    Encoder& enc;
+    ~Restore() { enc.bytes().swap(buffer); }
+  } restore{enc};
+  return fill(enc);
+}
+
 }  // namespace mp::detail
 
 CEREAL_REGISTER_ARCHIVE(mp::detail::Encoder)

@@ -185,14 +185,6 @@ struct DoneAndNotDone {
 };
 
 namespace detail {
-inline std::optional<std::chrono::steady_clock::time_point> deadline_from(Timeout timeout) {
-  if (!timeout) return std::nullopt;
-  return std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(*timeout);
-}
-inline Timeout time_left(const std::optional<std::chrono::steady_clock::time_point>& deadline) {
-  if (!deadline) return std::nullopt;
-  return std::chrono::duration_cast<Seconds>(*deadline - std::chrono::steady_clock::now());
-}
 // Unique futures, in first-seen order (as CPython's set of futures).
 template <class T>
 std::vector<Future<T>> unique_futures(const std::vector<Future<T>>& fs) {
@@ -250,24 +242,7 @@ class AsCompleted {
     }
   }
 
-  class iterator {
-   public:
-    using value_type = Future<T>;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(AsCompleted* owner) : owner_(owner) { current_ = owner_->next(); }
-    const Future<T>& operator*() const { return *current_; }
-    iterator& operator++() {
-      current_ = owner_->next();
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return !it.current_; }
-
-   private:
-    AsCompleted* owner_ = nullptr;
-    std::optional<Future<T>> current_;
-  };
+  using iterator = detail::NextIterator<AsCompleted, Future<T>>;
   iterator begin() { return iterator(this); }
   std::default_sentinel_t end() const { return {}; }
 
@@ -394,24 +369,7 @@ class ExecutorMapResults {
     return out;
   }
 
-  class iterator {
-   public:
-    using value_type = R;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(ExecutorMapResults* owner) : owner_(owner) { current_ = owner_->next(); }
-    R& operator*() const { return *current_; }
-    iterator& operator++() {
-      current_ = owner_->next();
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return !it.current_; }
-
-   private:
-    ExecutorMapResults* owner_ = nullptr;
-    mutable std::optional<R> current_;
-  };
+  using iterator = detail::NextIterator<ExecutorMapResults, R>;
   iterator begin() { return iterator(this); }
   std::default_sentinel_t end() const { return {}; }
 

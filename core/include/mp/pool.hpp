@@ -183,6 +183,16 @@ class JobBase {
 
 void report_callback_error(const char* which) noexcept;
 
+// When a timeout ends (none: never), and the time left until then.
+inline std::optional<std::chrono::steady_clock::time_point> deadline_from(Timeout timeout) {
+  if (!timeout) return std::nullopt;
+  return std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(*timeout);
+}
+inline Timeout time_left(const std::optional<std::chrono::steady_clock::time_point>& deadline) {
+  if (!deadline) return std::nullopt;
+  return std::chrono::duration_cast<Seconds>(*deadline - std::chrono::steady_clock::now());
+}
+
 // std::condition_variable behind a pointer (its header brings <semaphore.h> with it, and public
 // headers include no OS header).
 class CondVar {
@@ -201,8 +211,7 @@ class CondVar {
   }
   template <class Pred>
   bool wait_for(std::unique_lock<std::mutex>& lk, Seconds timeout, Pred pred) {
-    auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
+    const auto deadline = *deadline_from(timeout);
     while (!pred()) {
       if (!wait_until(lk, deadline)) return pred();
     }
@@ -332,9 +341,7 @@ class MapState final : public AsyncState<std::vector<E>> {
     if constexpr (std::is_default_constructible_v<E>) {
       std::unique_lock lk(this->m_);
       if (!claim(first, count)) return false;
-      for (std::size_t i = first; i < first + count; ++i) {
-        if constexpr (std::is_default_constructible_v<Slot>) dec(items_[i]);
-      }
+      for (std::size_t i = first; i < first + count; ++i) dec(items_[i]);
       return finish_chunk(lk);
     } else {
       (void)first, (void)count, (void)dec;
@@ -438,11 +445,7 @@ class IMapState final : public JobBase, public std::enable_shared_from_this<IMap
   // The next result: nullopt at the end; mp::TimeoutError if none comes in time; the task's
   // exception re-thrown for an item that failed.
   std::optional<E> next(Timeout timeout) {
-    std::optional<std::chrono::steady_clock::time_point> deadline;
-    if (timeout) {
-      deadline = std::chrono::steady_clock::now() +
-                 std::chrono::duration_cast<std::chrono::steady_clock::duration>(*timeout);
-    }
+    const auto deadline = deadline_from(timeout);
     std::unique_lock lk(m_);
     for (;;) {
       if (auto e = pop_locked()) {
@@ -566,6 +569,8 @@ class PoolCoreBase : public std::enable_shared_from_this<PoolCoreBase> {
   // Stops the workers now; every job not finished fails with `reason`.
   void terminate(const std::exception_ptr& reason);
   void join();
+  // The end of Python's with-block (destructors): terminate(), then join(); errors go to stderr.
+  void terminate_and_join() noexcept;
   bool running() const;
 
  protected:
@@ -702,7 +707,6 @@ class ProcessProgram {
   explicit ProcessProgram(const F& f) {
     Encoder enc;
     if constexpr (is_pointer) {
-      using Traits = pool_fn_ptr<F>;
       enc(locate_code(code_address(trampoline_for(f))));
       if (const TaskRegistration* reg = find_task_by_function(code_address(f))) {
         enc(std::uint8_t{kPoolFnName});
@@ -711,7 +715,6 @@ class ProcessProgram {
         enc(std::uint8_t{kPoolFnAddress});
         enc(locate_code(code_address(f)));
       }
-      (void)sizeof(Traits);
     } else {
       enc(locate_code(code_address(&pool_call_object<F, A...>)));
       if constexpr (transportable_v<F> && std::is_default_constructible_v<F> && !std::is_empty_v<F>) {
@@ -799,6 +802,34 @@ concept tuple_like = requires { std::tuple_size<std::remove_cvref_t<T>>::value; 
 
 }  // namespace detail
 
+namespace detail {
+// An input iterator over an object's next() (an optional, empty at the end): what range-for needs.
+template <class Owner, class T>
+class NextIterator {
+ public:
+  using value_type = T;
+  using difference_type = std::ptrdiff_t;
+  NextIterator() = default;
+  explicit NextIterator(Owner* owner) : owner_(owner) { advance(); }
+  T& operator*() const { return *current_; }
+  T* operator->() const { return &*current_; }
+  NextIterator& operator++() {
+    advance();
+    return *this;
+  }
+  void operator++(int) { advance(); }
+  friend bool operator==(const NextIterator& it, std::default_sentinel_t) { return !it.current_; }
+
+ private:
+  void advance() {
+    current_.reset();
+    if (owner_) current_ = owner_->next();
+  }
+  Owner* owner_ = nullptr;
+  mutable std::optional<T> current_;
+};
+}  // namespace detail
+
 // The result of apply_async (T = the task's result) or map_async (T = std::vector of them).
 template <class T>
 class AsyncResult {
@@ -854,29 +885,7 @@ class IMapIterator {
     return s_->next(timeout);
   }
 
-  class iterator {
-   public:
-    using value_type = R;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(IMapIterator* owner) : owner_(owner) { advance(); }
-    R& operator*() const { return *current_; }
-    R* operator->() const { return &*current_; }
-    iterator& operator++() {
-      advance();
-      return *this;
-    }
-    void operator++(int) { advance(); }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return !it.current_; }
-
-   private:
-    void advance() {
-      current_.reset();
-      if (owner_) current_ = owner_->next();
-    }
-    IMapIterator* owner_ = nullptr;
-    mutable std::optional<R> current_;
-  };
+  using iterator = detail::NextIterator<IMapIterator, R>;
   iterator begin() { return iterator(this); }
   std::default_sentinel_t end() const { return {}; }
 
@@ -920,26 +929,20 @@ struct ProcessSubmitter {
                     std::span<const Args> items, const Deliver&) const {
     auto c = core.lock();
     if (!c) throw ValueError("Pool not running");
-    thread_local std::vector<std::byte> buffer;
-    Encoder enc;
-    buffer.clear();
-    enc.bytes().swap(buffer);
-    struct Restore {
-      Encoder& enc;
-      ~Restore() { enc.bytes().swap(buffer); }
-    } restore{enc};
-    enc(std::uint32_t{kPoolTask});
-    enc(static_cast<std::uint64_t>(job->id));
-    enc(static_cast<std::uint64_t>(first));
-    enc(static_cast<std::uint32_t>(items.size()));
-    enc(static_cast<std::uint32_t>(program->prefix.size()));
-    enc.write(program->prefix.data(), program->prefix.size());
-    for (const Args& a : items) program->encode(enc, a);
-    if (!enc.handles().empty()) {
-      throw ValueError("mp::Pool: task arguments cannot carry OS handles (Connections, Locks, ...); give them to "
-                       "the workers through the initializer");
-    }
-    process_pool_submit(*c, enc.bytes());
+    with_scratch_encoder([&](Encoder& enc) {
+      enc(std::uint32_t{kPoolTask});
+      enc(static_cast<std::uint64_t>(job->id));
+      enc(static_cast<std::uint64_t>(first));
+      enc(static_cast<std::uint32_t>(items.size()));
+      enc(static_cast<std::uint32_t>(program->prefix.size()));
+      enc.write(program->prefix.data(), program->prefix.size());
+      for (const Args& a : items) program->encode(enc, a);
+      if (!enc.handles().empty()) {
+        throw ValueError("mp::Pool: task arguments cannot carry OS handles (Connections, Locks, ...); give them "
+                         "to the workers through the initializer");
+      }
+      process_pool_submit(*c, enc.bytes());
+    });
   }
 };
 

@@ -65,23 +65,17 @@ class QueueCore {
   std::shared_ptr<QueueUser> state_;
 };
 
-// Encodes into a per-thread buffer that keeps its capacity (no allocation per item once warm).
+// Encodes into this thread's scratch buffer (no allocation per item once warm), then `put`s it.
 template <class T, class Put>
 void put_encoded(const T& v, Put&& put) {
-  thread_local std::vector<std::byte> buffer;
-  Encoder enc;
-  buffer.clear();
-  enc.bytes().swap(buffer);
-  struct Restore {
-    Encoder& enc;
-    ~Restore() { enc.bytes().swap(buffer); }
-  } restore{enc};
-  enc(v);
-  if (!enc.handles().empty()) {
-    throw ValueError("a queue item cannot carry OS handles (Connections, Locks, ...): send those over a Connection "
-                     "or as Process arguments");
-  }
-  put(std::span<const std::byte>(enc.bytes()));
+  with_scratch_encoder([&](Encoder& enc) {
+    enc(v);
+    if (!enc.handles().empty()) {
+      throw ValueError("a queue item cannot carry OS handles (Connections, Locks, ...): send those over a Connection "
+                       "or as Process arguments");
+    }
+    put(std::span<const std::byte>(enc.bytes()));
+  });
 }
 
 template <class T>
