@@ -4,6 +4,10 @@ include(CheckCSourceCompiles)
 include(CheckSymbolExists)
 set(CMAKE_REQUIRED_DEFINITIONS -D_GNU_SOURCE)
 set(MP_PLATFORM_LIBS ${CMAKE_DL_LIBS})
+if(MP_PLATFORM STREQUAL windows)
+  # Winsock (TCP Listener/Client), shell32 (CommandLineToArgvW).
+  set(MP_PLATFORM_LIBS ws2_32 shell32)
+endif()
 
 if(MP_PLATFORM STREQUAL posix)
   check_c_source_compiles("

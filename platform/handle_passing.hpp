@@ -2,6 +2,7 @@
 #pragma once
 #include "platform/unique_handle.hpp"
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <vector>
 
@@ -15,4 +16,17 @@ bool recv_handles(native_handle socket, std::span<std::byte> data, std::vector<U
 // One read of up to data.size() bytes (0 at end of file); handles that arrive with them are
 // appended to `handles` (non-inheritable). On a non-socket it is a plain read.
 std::size_t recv_some_with_handles(native_handle socket, std::span<std::byte> data, std::vector<UniqueHandle>& handles);
+
+// Where the OS cannot attach handles to bytes (Windows), a handle travels as a value: the sender
+// duplicates it into the process that will hold it until the receiver takes it - the receiver when
+// its pid is known (`target_pid`), else the sender itself - and the receiver calls import_handle
+// with that process's pid. POSIX attaches them (SCM_RIGHTS) and never calls these.
+bool handles_travel_as_values() noexcept;
+struct ExportedHandle {
+  int holder_pid = 0;       // the process the value is valid in
+  std::uint64_t value = 0;
+};
+ExportedHandle export_handle(native_handle h, int target_pid = 0);
+// Takes ownership of an exported handle: from another process, it is closed there.
+UniqueHandle import_handle(const ExportedHandle& h);
 }  // namespace mp::platform

@@ -16,6 +16,10 @@ struct NamedObject {
   std::uint32_t owner_uid = 0;
 };
 
+// Whether a named semaphore or shared-memory segment outlives the processes that made it until it
+// is removed (POSIX), so a crash can leak it and the resource tracker has work; false on Windows,
+// where the OS frees a named object with its last handle.
+bool named_objects_persist() noexcept;
 // Whether this system can enumerate named semaphores and shared memory (glibc: files in /dev/shm).
 bool can_list_named_objects() noexcept;
 // The objects whose names start with `prefix` (e.g. "/mp-"); empty where they cannot be listed.
@@ -23,6 +27,8 @@ std::vector<NamedObject> list_named_objects(const std::string& prefix);
 // For each of `objects`, the processes that have it mapped, where the OS tells (/proc/<pid>/maps;
 // processes of other users may be invisible). `known` is false where it cannot tell at all.
 std::map<std::string, std::set<int>> processes_mapping(const std::vector<NamedObject>& objects, bool& known);
+// The effective user id objects are owned by (0: the superuser, who may remove anyone's).
+std::uint32_t current_user_id() noexcept;
 // Removes one (sem_unlink / shm_unlink).
 void remove_named_object(const NamedObject& object);
 

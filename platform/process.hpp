@@ -15,9 +15,15 @@ int fork_process();
 
 // Starts `executable` with `args` (args[0] included). `inherit[i]` becomes handle number
 // first_inherited_handle + i in the child; nothing else is inherited (stdin/out/err excepted).
+// `process_handle`, when given, receives a handle to the child where the OS has one (Windows:
+// the process HANDLE, the child's sentinel; Linux: a pidfd; else left empty).
 inline constexpr int first_inherited_handle = 3;
 int spawn_process(const std::string& executable, const std::vector<std::string>& args,
-                  const std::vector<native_handle>& inherit);
+                  const std::vector<native_handle>& inherit, UniqueHandle* process_handle = nullptr);
+// In a child started by spawn_process: the handle the parent passed as inherit[index], made
+// non-inheritable (POSIX: number first_inherited_handle + index; Windows: the value the parent
+// wrote on the command line).
+UniqueHandle inherited_handle(std::size_t index);
 
 // A handle that becomes ready exactly when process `pid` has ended (Linux pidfd), or an invalid
 // handle where the OS has none.

@@ -33,7 +33,7 @@ class SharedMemorySegment {
   std::size_t size() const noexcept { return size_; }
   const std::string& name() const noexcept { return name_; }
   // The open handle of an anonymous segment (invalid for a named one).
-  native_handle handle() const noexcept { return handle_; }
+  native_handle handle() const noexcept { return named_handle_ ? invalid_handle : handle_; }
   // Identifies the underlying object: two handles to one segment give the same value.
   std::string identity() const;
   void close() noexcept;  // unmaps (and closes the handle of an anonymous segment)
@@ -44,6 +44,7 @@ class SharedMemorySegment {
   native_handle handle_ = invalid_handle;
   std::size_t size_ = 0;
   std::string name_;
+  bool named_handle_ = false;  // Windows: handle_ is a named mapping's, kept to keep the name alive
 };
 
 }  // namespace mp::platform

@@ -19,7 +19,11 @@ int main() {
   if (mode == nullptr || method == nullptr) return 2;
   // no-freeze: the children (and a forkserver) inherit this and return from main at once.
   if (std::getenv("MP_PROBE_CHILD") != nullptr) return 0;
+#if defined(_WIN32)
+  if (std::string(mode) == "no-freeze") _putenv_s("MP_PROBE_CHILD", "1");
+#else
   if (std::string(mode) == "no-freeze") setenv("MP_PROBE_CHILD", "1", 1);
+#endif
   auto p = mp::get_context(method).Process(work);
   try {
     p.start();  // in a spawned child of the start-first program this throws: "bootstrapping phase"

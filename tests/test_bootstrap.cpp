@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_platform.hpp"
+
 #include <array>
 #include <cstdio>
 #include <memory>
@@ -18,7 +20,7 @@ std::string run(const std::string& mode, const std::string& method) {
   while (auto n = fread(buf.data(), 1, buf.size(), pipe.get())) out.append(buf.data(), n);
   return out;
 }
-class Bootstrap : public testing::TestWithParam<std::string> {};
+class Bootstrap : public mp_test::MethodTest<std::string> {};
 }  // namespace
 
 // CPython: "An attempt has been made to start a new process before the current process has

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_platform.hpp"
+
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
@@ -71,7 +73,7 @@ void report_open_fds(mp::Connection conn) {
   conn.send(std::make_pair(conn.fileno(), fds));
 }
 
-class ConnectionTest : public testing::TestWithParam<std::string> {
+class ConnectionTest : public mp_test::MethodTest<std::string> {
  protected:
   mp::Context& ctx() { return mp::get_context(GetParam()); }
 };

@@ -33,7 +33,7 @@ int g_init = 0;
 void init_worker(int v) { g_init = v; }
 int read_init() { return g_init; }
 
-class ExecutorTest : public testing::TestWithParam<const char*> {
+class ExecutorTest : public mp_test::MethodTest<const char*> {
  protected:
   mp::ExecutorOptions opts(int n) { return mp::ExecutorOptions{.max_workers = n, .mp_context = &mp::get_context(GetParam())}; }
 };

@@ -12,18 +12,36 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
-#include <dirent.h>
-#include <fcntl.h>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <set>
 #include <span>
+#include <sstream>
 #include <stdexcept>
 #include <string>
-#include <sys/stat.h>
 #include <thread>
-#include <unistd.h>
 #include <vector>
+#if defined(_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>
+#include <tlhelp32.h>
+#include <fcntl.h>
+#include <io.h>
+#else
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
+
+#include "test_platform.hpp"
+#include "platform/process.hpp"
 
 namespace mp_test {
 
@@ -61,9 +79,17 @@ inline double elapsed_since(Clock::time_point t0) {
 class TempDir {
  public:
   TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "mp_test_XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
+    auto base = std::filesystem::temp_directory_path();
+    for (int attempt = 0;; ++attempt) {
+      auto p = base / ("mp_test_" + std::to_string(mp::platform::current_pid()) + "_" +
+                       std::to_string(Clock::now().time_since_epoch().count() % 1000000007) + "_" + std::to_string(attempt));
+      std::error_code ec;
+      if (std::filesystem::create_directory(p, ec)) {
+        path_ = p.string();
+        return;
+      }
+      if (attempt > 100) throw std::runtime_error("TempDir: cannot create a directory in " + base.string());
+    }
   }
   ~TempDir() {
     std::error_code ec;
@@ -78,55 +104,53 @@ class TempDir {
   std::string path_;
 };
 
-inline bool write_all_fd(int fd, const std::string& text) {
-  const char* p = text.data();
-  std::size_t left = text.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    left -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
 // Writes `text` to `path` atomically (a temporary file renamed into place), so a reader polling
 // for the file never sees it half-written.
 inline bool write_file(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return false;
-  bool ok = write_all_fd(fd, text);
-  ::close(fd);
-  return ok && ::rename(tmp.c_str(), path.c_str()) == 0;
+  std::string tmp = path + ".tmp." + std::to_string(mp::platform::current_pid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return false;
+    out << text;
+    if (!out.flush()) return false;
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  return !ec;
 }
 
-// One write(2) with O_APPEND: lines of several processes never interleave.
+// One append write: lines of several processes never interleave (O_APPEND; FILE_APPEND_DATA).
 inline bool append_line(const std::string& path, const std::string& line) {
+  std::string text = line + "\n";
+#if defined(_WIN32)
+  HANDLE h = CreateFileA(path.c_str(), FILE_APPEND_DATA, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, nullptr,
+                         OPEN_ALWAYS, FILE_ATTRIBUTE_NORMAL, nullptr);
+  if (h == INVALID_HANDLE_VALUE) return false;
+  DWORD done = 0;
+  bool ok = WriteFile(h, text.data(), static_cast<DWORD>(text.size()), &done, nullptr) && done == text.size();
+  CloseHandle(h);
+  return ok;
+#else
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return false;
-  bool ok = write_all_fd(fd, line + "\n");
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
   ::close(fd);
   return ok;
+#endif
 }
 
 inline std::optional<std::string> read_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return out;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
 }
 
-inline bool file_exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+inline bool file_exists(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::exists(path, ec);
+}
 
 inline bool wait_for_file(const std::string& path, std::chrono::duration<double> timeout = kLong) {
   auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(timeout);
@@ -141,10 +165,14 @@ inline std::string bytes_to_string(std::span<const std::byte> b) {
   return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
-// ---- /proc ---------------------------------------------------------------------------------------
+// ---- processes and handles -------------------------------------------------------------------
 
-// Open descriptors of this process (the directory stream's own descriptor excluded).
+// Open descriptors (handles, on Windows) of this process.
 inline int count_open_fds() {
+#if defined(_WIN32)
+  DWORD n = 0;
+  return GetProcessHandleCount(GetCurrentProcess(), &n) ? static_cast<int>(n) : -1;
+#else
   DIR* d = ::opendir("/proc/self/fd");
   if (d == nullptr) return -1;
   int self = ::dirfd(d);
@@ -156,6 +184,7 @@ inline int count_open_fds() {
   }
   ::closedir(d);
   return n;
+#endif
 }
 
 struct ProcStat {
@@ -163,8 +192,24 @@ struct ProcStat {
   int ppid = 0;
 };
 
-// State and parent of `pid` from /proc/<pid>/stat; nullopt once the process is gone.
+// State and parent of `pid` (/proc/<pid>/stat; a process snapshot on Windows, where a process
+// that has ended is gone); nullopt once the process is gone.
 inline std::optional<ProcStat> proc_stat(int pid) {
+#if defined(_WIN32)
+  HANDLE snap = CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0);
+  if (snap == INVALID_HANDLE_VALUE) return std::nullopt;
+  PROCESSENTRY32 e{};
+  e.dwSize = sizeof e;
+  std::optional<ProcStat> out;
+  for (BOOL ok = Process32First(snap, &e); ok; ok = Process32Next(snap, &e)) {
+    if (static_cast<int>(e.th32ProcessID) == pid) {
+      if (mp::platform::process_exists(pid)) out = ProcStat{'R', static_cast<int>(e.th32ParentProcessID)};
+      break;
+    }
+  }
+  CloseHandle(snap);
+  return out;
+#else
   auto text = read_file("/proc/" + std::to_string(pid) + "/stat");
   if (!text) return std::nullopt;
   auto close = text->rfind(')');  // the command name may hold spaces and parentheses
@@ -173,14 +218,26 @@ inline std::optional<ProcStat> proc_stat(int pid) {
   s.state = (*text)[close + 2];
   s.ppid = std::atoi(text->c_str() + close + 4);
   return s;
+#endif
 }
 
 // The pids whose parent is this process (zombies included).
 inline std::vector<int> child_pids() {
   std::vector<int> out;
+  const int me = mp::platform::current_pid();
+#if defined(_WIN32)
+  HANDLE snap = CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0);
+  if (snap == INVALID_HANDLE_VALUE) return out;
+  PROCESSENTRY32 e{};
+  e.dwSize = sizeof e;
+  for (BOOL ok = Process32First(snap, &e); ok; ok = Process32Next(snap, &e)) {
+    int pid = static_cast<int>(e.th32ProcessID);
+    if (static_cast<int>(e.th32ParentProcessID) == me && mp::platform::process_exists(pid)) out.push_back(pid);
+  }
+  CloseHandle(snap);
+#else
   DIR* d = ::opendir("/proc");
   if (d == nullptr) return out;
-  const int me = ::getpid();
   while (dirent* e = ::readdir(d)) {
     char* end = nullptr;
     long pid = std::strtol(e->d_name, &end, 10);
@@ -189,14 +246,15 @@ inline std::vector<int> child_pids() {
     if (st && st->ppid == me) out.push_back(static_cast<int>(pid));
   }
   ::closedir(d);
+#endif
   return out;
 }
 
 inline int count_children() { return static_cast<int>(child_pids().size()); }
 
-// True once `pid` has ended: gone entirely (ESRCH) or a zombie waiting to be reaped.
+// True once `pid` has ended: gone entirely or a zombie waiting to be reaped.
 inline bool process_ended(int pid) {
-  if (::kill(pid, 0) < 0 && errno == ESRCH) return true;
+  if (!mp::platform::process_exists(pid)) return true;
   auto st = proc_stat(pid);
   return !st || st->state == 'Z' || st->state == 'X';
 }
@@ -212,12 +270,16 @@ inline bool wait_process_ended(int pid, std::chrono::duration<double> timeout = 
 
 // The forkserver this process started (a child run with --mp-forkserver), or -1.
 inline int find_forkserver_pid() {
+#if defined(_WIN32)
+  return -1;  // no forkserver on Windows
+#else
   for (int pid : child_pids()) {
     auto cmd = read_file("/proc/" + std::to_string(pid) + "/cmdline");
     auto st = proc_stat(pid);
     if (cmd && st && st->state != 'Z' && cmd->find("--mp-forkserver") != std::string::npos) return pid;
   }
   return -1;
+#endif
 }
 
 // Kills the running forkserver (if any) and waits until it has died, so the next forkserver start
@@ -225,7 +287,7 @@ inline int find_forkserver_pid() {
 inline void restart_forkserver() {
   int pid = find_forkserver_pid();
   if (pid > 0) {
-    ::kill(pid, SIGKILL);
+    kill_pid(pid);
     wait_process_ended(pid);
   }
 }
@@ -238,11 +300,21 @@ class StderrCapture {
   StderrCapture(std::string method, std::string path) : method_(std::move(method)), path_(std::move(path)) {
     if (method_ == "forkserver") restart_forkserver();
     std::fflush(stderr);
+#if defined(_WIN32)
+    saved_ = ::_dup(2);
+    int fd = ::_open(path_.c_str(), _O_WRONLY | _O_CREAT | _O_TRUNC | _O_BINARY | _O_NOINHERIT, 0600);
+    if (saved_ < 0 || fd < 0) throw std::runtime_error("StderrCapture: cannot redirect fd 2");
+    ::_dup2(fd, 2);
+    ::_close(fd);
+    // Children get the standard error handle, not the C runtime's descriptor 2.
+    SetStdHandle(STD_ERROR_HANDLE, reinterpret_cast<HANDLE>(::_get_osfhandle(2)));
+#else
     saved_ = ::fcntl(2, F_DUPFD_CLOEXEC, 3);
     int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (saved_ < 0 || fd < 0) throw std::runtime_error("StderrCapture: cannot redirect fd 2");
     ::dup2(fd, 2);
     ::close(fd);
+#endif
   }
   ~StderrCapture() { finish(); }
   StderrCapture(const StderrCapture&) = delete;
@@ -252,8 +324,14 @@ class StderrCapture {
   std::string finish() {
     if (saved_ >= 0) {
       std::fflush(stderr);
+#if defined(_WIN32)
+      ::_dup2(saved_, 2);
+      ::_close(saved_);
+      SetStdHandle(STD_ERROR_HANDLE, reinterpret_cast<HANDLE>(::_get_osfhandle(2)));
+#else
       ::dup2(saved_, 2);
       ::close(saved_);
+#endif
       saved_ = -1;
       if (method_ == "forkserver") restart_forkserver();
     }

@@ -119,7 +119,7 @@ struct Endless {
   sentinel end() const { return {}; }
 };
 
-class PoolTest : public testing::TestWithParam<const char*> {
+class PoolTest : public mp_test::MethodTest<const char*> {
  protected:
   mp::Context& ctx() { return mp::get_context(GetParam()); }
   mp::PoolOptions opts(int n) { return mp::PoolOptions{.processes = n, .context = &ctx()}; }
@@ -509,7 +509,7 @@ TEST_P(PoolTest, KillingAWorkerMidTaskNeverHangs) {
     std::string vpath = dir / trial_file(t, victim);
     ASSERT_TRUE(wait_for_file(vpath)) << "trial " << t;
     int pid = std::stoi(read_file(vpath).value());
-    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    kill_pid(pid);
     auto t0 = Clock::now();
     try {
       rs[static_cast<std::size_t>(victim)].get(mp::Seconds(30));
@@ -547,11 +547,11 @@ TEST_P(PoolTest, RandomKillsDuringMapNeverHang) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng() % 30));
       std::vector<int> live;  // workers that ran a task lately and still exist
       for (auto& e : std::filesystem::directory_iterator(dir.path())) {
-        int pid = std::atoi(e.path().filename().c_str());
-        if (pid > 0 && ::kill(pid, 0) == 0) live.push_back(pid);
+        int pid = std::atoi(e.path().filename().string().c_str());
+        if (pid > 0 && mp::platform::process_exists(pid)) live.push_back(pid);
       }
       if (!live.empty() && !stop) {
-        ::kill(live[rng() % live.size()], SIGKILL);
+        kill_pid(live[rng() % live.size()]);
         ++kills;
       }
     }

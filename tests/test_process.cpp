@@ -322,7 +322,7 @@ class NotRegistered : public mp::Process {
 
 // ---- the fixture -----------------------------------------------------------------------------------
 
-class ProcessTest : public ::testing::TestWithParam<std::string> {
+class ProcessTest : public mp_test::MethodTest<std::string> {
  protected:
   const std::string& method() const { return GetParam(); }
   mp::Context& ctx() const { return mp::get_context(GetParam()); }

@@ -62,7 +62,7 @@ constexpr double kChildWait = 20.0;
 // support.SHORT_TIMEOUT, shortened.
 constexpr auto kShortTimeout = 5s;
 
-class CpyQueue : public testing::TestWithParam<std::string> {
+class CpyQueue : public mp_test::MethodTest<std::string> {
  protected:
   mp::Context& ctx() { return mp::get_context(GetParam()); }
 };

@@ -129,7 +129,7 @@ TEST(Queue, ItemsCannotCarryHandles) {
 
 // ---- across processes ------------------------------------------------------------------------
 
-class QueueAcross : public testing::TestWithParam<std::string> {
+class QueueAcross : public mp_test::MethodTest<std::string> {
  protected:
   mp::Context& ctx() { return mp::get_context(GetParam()); }
 };

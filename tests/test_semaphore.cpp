@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_platform.hpp"
+
 #include <chrono>
 #include <filesystem>
 #include <sys/stat.h>
@@ -91,7 +93,7 @@ TEST(NamedSemaphore, UnlinkedSemaphoreStillWorksForItsHolders) {
   EXPECT_TRUE(s.acquire(1s));
 }
 
-class NamedSemaphoreAcrossProcesses : public testing::TestWithParam<std::string> {};
+class NamedSemaphoreAcrossProcesses : public mp_test::MethodTest<std::string> {};
 
 TEST_P(NamedSemaphoreAcrossProcesses, ChildReleasesParentWakes) {
   std::string name = NamedSemaphore::random_name();

@@ -186,7 +186,7 @@ void child_modify_by_name(std::string name) {
 constexpr const char* kModifiedFormat = "8s8sqd8sxxxxxxx?xxxxxx?x";
 Items modified_items() { return {S("child"), B("\x01\x02"), I(-5), D(0.5), S("was None"), false, None}; }
 
-class ShareableListProcs : public testing::TestWithParam<std::string> {
+class ShareableListProcs : public mp_test::MethodTest<std::string> {
  protected:
   mp::Context& ctx() { return mp::get_context(GetParam()); }
 };

@@ -96,7 +96,7 @@ void attach_and_write(std::string name, std::string text) {
   std::memcpy(shm.buf().data(), text.data(), text.size());
 }
 
-class SharedMemoryAcross : public testing::TestWithParam<std::string> {
+class SharedMemoryAcross : public mp_test::MethodTest<std::string> {
  protected:
   mp::Context& ctx() { return mp::get_context(GetParam()); }
 };

@@ -11,7 +11,7 @@ namespace {
 
 using namespace mp_test;
 
-class SharedCtypes : public testing::TestWithParam<std::string> {
+class SharedCtypes : public mp_test::MethodTest<std::string> {
  protected:
   mp::Context& ctx() { return mp::get_context(GetParam()); }
 };

@@ -8,19 +8,23 @@
 
 #include <gtest/gtest.h>
 
+#include "test_platform.hpp"
+
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 namespace fs = std::filesystem;
 
 namespace {
 
 fs::path temp_dir() {
-  char tmpl[] = "/tmp/mp-test-XXXXXX";
-  return mkdtemp(tmpl);
+  static int n = 0;
+  fs::path d = fs::temp_directory_path() /
+               ("mp-test-" + std::to_string(mp::platform::current_pid()) + "-" + std::to_string(++n));
+  fs::create_directories(d);
+  return d;
 }
 
 std::vector<std::string> lines_of(const fs::path& p) {
@@ -34,10 +38,10 @@ void append_line(const std::string& path, const std::string& line) {
   std::ofstream(path, std::ios::app) << line << std::endl;
 }
 
-void report_parent(std::string path) { append_line(path, std::to_string(getppid())); }
+void report_parent(std::string path) { append_line(path, std::to_string(mp::platform::parent_pid())); }
 
 void preload_marker() {
-  if (const char* p = std::getenv("MP_TEST_PRELOAD_FILE")) append_line(p, std::to_string(getpid()));
+  if (const char* p = std::getenv("MP_TEST_PRELOAD_FILE")) append_line(p, std::to_string(mp::platform::current_pid()));
 }
 MP_TASK(preload_marker);
 
@@ -49,6 +53,7 @@ void unnamed_target(int) {}
 }  // namespace
 
 TEST(ForkServer, OneServerForksEveryChild) {
+  MP_SKIP_UNLESS_METHOD("forkserver");
   auto dir = temp_dir();
   auto& ctx = mp::get_context("forkserver");
   for (int i = 0; i < 3; ++i) {
@@ -62,14 +67,15 @@ TEST(ForkServer, OneServerForksEveryChild) {
   auto ppids = lines_of(dir / "ppid");
   ASSERT_EQ(ppids.size(), 3u);
   for (auto& l : ppids) EXPECT_EQ(l, std::to_string(info->pid));
-  EXPECT_NE(info->pid, getpid());
+  EXPECT_NE(info->pid, mp::platform::current_pid());
   fs::remove_all(dir);
 }
 
 TEST(ForkServer, PreloadRunsOnceInTheServer) {
+  MP_SKIP_UNLESS_METHOD("forkserver");
   auto dir = temp_dir();
   std::string file = (dir / "preload").string();
-  setenv("MP_TEST_PRELOAD_FILE", file.c_str(), 1);
+  mp_test::set_env("MP_TEST_PRELOAD_FILE", file);
   mp::set_forkserver_preload({"preload_marker"});
   auto& ctx = mp::get_context("forkserver");
   for (int i = 0; i < 2; ++i) {
@@ -82,15 +88,17 @@ TEST(ForkServer, PreloadRunsOnceInTheServer) {
   auto preload = lines_of(file);
   ASSERT_EQ(preload.size(), 1u);
   EXPECT_EQ(preload[0], std::to_string(info->pid));
-  unsetenv("MP_TEST_PRELOAD_FILE");
+  mp_test::set_env("MP_TEST_PRELOAD_FILE", "");
   fs::remove_all(dir);
 }
 
 TEST(ForkServer, PreloadOfAnUnregisteredNameIsAValueError) {
+  MP_SKIP_UNLESS_METHOD("forkserver");
   EXPECT_THROW(mp::set_forkserver_preload({"no_such_function"}), mp::ValueError);
 }
 
 TEST(ForkServer, ControlSocketRefusesAWrongKeyAndKeepsServing) {
+  MP_SKIP_UNLESS_METHOD("forkserver");
   auto& ctx = mp::get_context("forkserver");
   auto first = ctx.Process(unnamed_target, 1);
   first.start();
@@ -108,13 +116,14 @@ TEST(ForkServer, ControlSocketRefusesAWrongKeyAndKeepsServing) {
 }
 
 TEST(ForkServer, AKilledServerIsReplaced) {
+  MP_SKIP_UNLESS_METHOD("forkserver");
   auto& ctx = mp::get_context("forkserver");
   auto first = ctx.Process(unnamed_target, 1);
   first.start();
   ASSERT_TRUE(first.join(mp::Seconds(30)));
   auto info = mp::detail::forkserver_info();
   ASSERT_TRUE(info);
-  ASSERT_EQ(kill(info->pid, SIGKILL), 0);
+  mp_test::kill_pid(info->pid);
   auto second = ctx.Process(unnamed_target, 2);
   second.start();
   ASSERT_TRUE(second.join(mp::Seconds(30)));
@@ -123,18 +132,19 @@ TEST(ForkServer, AKilledServerIsReplaced) {
 }
 
 TEST(ForkServer, ChildOutlivingTheServerReadsAs255) {
+  MP_SKIP_UNLESS_METHOD("forkserver");
   // The server reports exit codes; if it dies first, the sentinel reads EOF (CPython: 255).
   auto& ctx = mp::get_context("forkserver");
   auto p = ctx.Process([](double s) { std::this_thread::sleep_for(mp::Seconds(s)); }, 0.3);
   p.start();
   auto info = mp::detail::forkserver_info();
   ASSERT_TRUE(info);
-  kill(info->pid, SIGKILL);
+  mp_test::kill_pid(info->pid);
   ASSERT_TRUE(p.join(mp::Seconds(30)));
   EXPECT_EQ(p.exitcode(), 255);
 }
 
-class SpawnExecutable : public testing::TestWithParam<std::string> {};
+class SpawnExecutable : public mp_test::MethodTest<std::string> {};
 
 TEST_P(SpawnExecutable, AnotherProgramFindsRegisteredTargetsByName) {
   auto dir = temp_dir();

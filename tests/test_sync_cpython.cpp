@@ -45,7 +45,7 @@ constexpr double kClockRes = 0.1;
 constexpr auto kWait = 10s;
 constexpr double kChildWait = 20.0;
 
-class CpySync : public testing::TestWithParam<std::string> {
+class CpySync : public mp_test::MethodTest<std::string> {
  protected:
   mp::Context& ctx() { return mp::get_context(GetParam()); }
 };

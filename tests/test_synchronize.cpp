@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_platform.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -13,7 +15,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-class SyncTest : public testing::TestWithParam<std::string> {
+class SyncTest : public mp_test::MethodTest<std::string> {
  protected:
   mp::Context& ctx() { return mp::get_context(GetParam()); }
 };

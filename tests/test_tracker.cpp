@@ -67,7 +67,7 @@ TEST(TrackerApi, BadArgumentsAreClearErrors) {
   EXPECT_THROW(mp::resource_tracker::unregister_resource(std::string(300, 'x'), "noop"), mp::ValueError);
 }
 
-class TrackerTree : public testing::TestWithParam<std::string> {
+class TrackerTree : public mp_test::MethodTest<std::string> {
  protected:
   TempDir dir_;
 };

@@ -10,7 +10,6 @@
 #include <exception>
 #include <iostream>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 namespace {
@@ -132,7 +131,7 @@ int clean(bool dry_run, bool all, const std::set<std::string>& only) {
   bool users_known = false;
   auto entries = survey(users_known, only);
   int removed = 0, failed = 0;
-  const unsigned uid = static_cast<unsigned>(::geteuid());
+  const unsigned uid = mp::platform::current_user_id();
   for (auto& e : entries) {
     if (!all && !e.leaked) continue;
     if (uid != 0 && e.object.owner_uid != uid) {

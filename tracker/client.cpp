@@ -6,6 +6,7 @@
 #include "tracker.hpp"
 
 #include "platform/pipe.hpp"
+#include "platform/named_objects.hpp"
 #include "platform/process.hpp"
 #include "platform/unique_handle.hpp"
 
@@ -79,6 +80,9 @@ void check(const std::string& name, const std::string& type) {
 
 void send(Command::Kind kind, const std::string& name, const std::string& type) {
   check(name, type);
+  // Where the OS frees named objects with their last handle (Windows) there is nothing to track,
+  // and no tracker process is started (as CPython, which has none there).
+  if (!platform::named_objects_persist()) return;
   Command cmd{kind, type, name};
   std::string line = encode(cmd);
   Client& c = client();
@@ -122,7 +126,7 @@ __attribute__((constructor(102))) static void become_tracker_if_asked() {
   if (args.size() >= 2 && args[1] == flag) {
     int code = 1;
     try {
-      code = server_main(platform::first_inherited_handle);
+      code = server_main(platform::inherited_handle(0).release());
     } catch (const std::exception& e) {
       platform::write_stderr(std::string("resource_tracker: ") + e.what() + "\n");
     }
@@ -135,6 +139,7 @@ __attribute__((constructor(102))) static void become_tracker_if_asked() {
 namespace mp::resource_tracker {
 
 void ensure_running() {
+  if (!platform::named_objects_persist()) return;
   auto& c = detail::tracker::client();
   std::lock_guard lock(c.mutex);
   detail::tracker::ensure_locked(c);

@@ -104,6 +104,46 @@ struct ConnectionState {
     }
   }
 
+  // Where handles travel as values (Windows), a message carrying them is preceded by a block the
+  // CPython framing cannot contain (length -2): the count, then (holder pid, value) per handle.
+  static constexpr std::int32_t kHandleBlock = -2;
+  static constexpr std::size_t kHandleEntry = 12;
+
+  void read_handle_block() {
+    need(4, false);
+    const auto* p = reinterpret_cast<const unsigned char*>(rbuf.data() + rpos);
+    std::uint32_t count = 0;
+    for (int i = 0; i < 4; ++i) count = (count << 8) | p[i];
+    if (count == 0 || count > 1024) throw OSError(std::errc::bad_message, "bad handle block");
+    rpos += 4;
+    need(count * kHandleEntry, false);
+    std::vector<platform::ExportedHandle> values(count);
+    for (std::uint32_t k = 0; k < count; ++k) {
+      p = reinterpret_cast<const unsigned char*>(rbuf.data() + rpos + k * kHandleEntry);
+      std::uint32_t pid = 0;
+      std::uint64_t v = 0;
+      for (int i = 0; i < 4; ++i) pid = (pid << 8) | p[i];
+      for (int i = 4; i < 12; ++i) v = (v << 8) | p[i];
+      values[k] = {static_cast<int>(pid), v};
+    }
+    rpos += count * kHandleEntry;
+    // They belong to the frame that follows: tag them with its first byte's offset.
+    for (auto& v : values) pending.push_back({platform::import_handle(v), consumed()});
+  }
+
+  static void append_handle_block(std::vector<std::byte>& out, std::span<const native_handle_t> handles, int target_pid) {
+    auto put = [&out](std::uint64_t v, int bytes) {
+      for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<std::byte>((v >> (8 * i)) & 0xff));
+    };
+    put(static_cast<std::uint32_t>(kHandleBlock), 4);
+    put(handles.size(), 4);
+    for (native_handle_t h : handles) {
+      platform::ExportedHandle e = platform::export_handle(h, target_pid);
+      put(static_cast<std::uint32_t>(e.holder_pid), 4);
+      put(e.value, 8);
+    }
+  }
+
   // The next frame's length (CPython's framing); a negative length other than -1 is an error.
   std::uint64_t read_header() {
     need(4, true);
@@ -113,6 +153,11 @@ struct ConnectionState {
     if (small >= 0) {
       rpos += 4;
       return static_cast<std::uint64_t>(small);
+    }
+    if (small == kHandleBlock && platform::handles_travel_as_values()) {
+      rpos += 4;
+      read_handle_block();
+      return read_header();
     }
     if (small != -1) throw OSError(std::errc::bad_message, "bad message length");
     need(12, false);
@@ -236,6 +281,17 @@ void Connection::send_message(std::span<const std::byte> bytes) {
 
 void Connection::send_with_handles(detail::Encoder& enc) {
   ConnectionState& s = writable_state(*this, open_state());
+  if (platform::handles_travel_as_values()) {
+    const std::vector<std::byte>& payload = enc.bytes();
+    if (payload.size() > 0x7fffffff) throw ValueError("a message carrying handles must be under 2 GiB");
+    std::vector<std::byte> head;
+    ConnectionState::append_handle_block(head, enc.handles(), 0);
+    std::uint32_t n = static_cast<std::uint32_t>(payload.size());
+    for (int i = 0; i < 4; ++i) head.push_back(static_cast<std::byte>((n >> (24 - 8 * i)) & 0xff));
+    std::lock_guard lock(s.write_mutex);
+    platform::write_all2(s.handle.get(), head, payload, s.kind);
+    return;
+  }
   if (s.kind != platform::HandleKind::socket) {
     throw ValueError("handles (Connections, locks, ...) can only be sent over a socket connection such as "
                      "Pipe(duplex=true); pass them to the child as Process arguments instead");
@@ -527,10 +583,20 @@ std::vector<Waitable> wait(const std::vector<Waitable>& objects, Timeout timeout
 // ---- handles over a connection -----------------------------------------------------------------
 namespace reduction {
 
-void send_handle(Connection& conn, native_handle_t handle, int /*pid: Windows only*/) {
+void send_handle(Connection& conn, native_handle_t handle, int pid) {
   // CPython's sendfds: one byte (the count) with the descriptor attached.
   std::array<std::byte, 1> one{std::byte{1}};
   std::array<native_handle_t, 1> hs{handle};
+  if (platform::handles_travel_as_values()) {
+    // Duplicated straight into the receiver (CPython's DupHandle with the destination pid).
+    std::vector<std::byte> head;
+    ConnectionState::append_handle_block(head, hs, pid);
+    ConnectionState* s = ConnectionState::of(conn);
+    conn.fileno();  // closed → OSError
+    std::lock_guard lock(s->write_mutex);
+    platform::write_all2(s->handle.get(), head, one, s->kind);
+    return;
+  }
   platform::send_handles(conn.fileno(), one, hs);
 }
 
@@ -539,6 +605,14 @@ native_handle_t recv_handle(Connection& conn) {
   conn.fileno();  // closed → OSError
   std::lock_guard lock(s->read_mutex);
   std::uint64_t start = s->consumed();
+  if (platform::handles_travel_as_values()) {
+    s->need(4, true);
+    const auto* p = reinterpret_cast<const unsigned char*>(s->rbuf.data() + s->rpos);
+    if (p[0] != 0xff || p[1] != 0xff || p[2] != 0xff || p[3] != 0xfe)
+      throw OSError(std::errc::bad_message, "recv_handle: no handle came with the message");
+    s->rpos += 4;
+    s->read_handle_block();
+  }
   s->need(1, true);
   s->rpos += 1;  // the count byte
   std::vector<native_handle_t> got = s->take_handles(start, s->consumed());

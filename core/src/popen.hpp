@@ -34,7 +34,8 @@ class Popen {
  protected:
   Popen(int pid, platform::UniqueHandle sentinel, platform::UniqueHandle parent_alive)
       : pid_(pid), sentinel_(std::move(sentinel)), parent_alive_(std::move(parent_alive)) {}
-  void signal(int sig);
+  // Delivers a signal (POSIX) or ends the process as by one (Windows).
+  virtual void signal(int sig);
   int pid_;
   platform::UniqueHandle sentinel_;      // readable when the child has ended
   platform::UniqueHandle parent_alive_;  // the child reads EOF on its end when we are gone

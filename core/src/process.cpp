@@ -4,6 +4,7 @@
 
 #include <mp/logging.hpp>
 
+#include "platform/named_objects.hpp"
 #include "platform/process.hpp"
 #include "platform/wait.hpp"
 
@@ -262,8 +263,10 @@ SpawnRequest prepare_spawn(Process& self, ProcessState& s, const std::string& me
   SpawnRequest r;
   r.handles = d.handles;
   // The tree shares one resource tracker (as CPython, started here if not yet running).
-  r.handles.push_back(tracker::handle_for_child());
-  p.tracker = true;
+  if (platform::named_objects_persist()) {
+    r.handles.push_back(tracker::handle_for_child());
+    p.tracker = true;
+  }
   p.tracker_pid = tracker::known_pid().value_or(-1);
   p.handle_count = static_cast<std::uint32_t>(r.handles.size());
   r.prep = codec<PrepData>::encode(p);

@@ -78,19 +78,14 @@ void freeze_support() {
       g_bootstrapped = true;
       // The parent placed: the control channel (preparation data; EOF when the parent is gone),
       // our end of the sentinel pipe, then the handles the target's arguments carry.
-      const int first = platform::first_inherited_handle;
-      platform::UniqueHandle control(first);
-      platform::UniqueHandle status(first + 1);
-      platform::set_inheritable(control.get(), false);
-      platform::set_inheritable(status.get(), false);
+      // (On Windows the second is a handle to the parent process, held the same way.)
+      platform::UniqueHandle control = platform::inherited_handle(0);
+      platform::UniqueHandle status = platform::inherited_handle(1);
       // argv: <exe> --mp-spawn <number of handles after the first two>
       auto args = platform::process_arguments();
       int count = args.size() >= 3 ? std::atoi(args[2].c_str()) : 0;
       std::vector<platform::UniqueHandle> handles;
-      for (int i = 0; i < count; ++i) {
-        platform::set_inheritable(first + 2 + i, false);
-        handles.emplace_back(first + 2 + i);
-      }
+      for (int i = 0; i < count; ++i) handles.push_back(platform::inherited_handle(2 + static_cast<std::size_t>(i)));
       run_prepared_child(std::move(control), std::move(status), std::move(handles));
     }
     case Start::forkserver:

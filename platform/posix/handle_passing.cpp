@@ -130,4 +130,16 @@ std::size_t recv_some_with_handles(native_handle socket, std::span<std::byte> da
   }
 }
 
+bool handles_travel_as_values() noexcept { return false; }
+
+// Handles ride on their bytes here (SCM_RIGHTS): a value means nothing in another process.
+ExportedHandle export_handle(native_handle, int) {
+  throw std::system_error(std::make_error_code(std::errc::operation_not_supported),
+                          "export_handle: POSIX sends descriptors with SCM_RIGHTS");
+}
+UniqueHandle import_handle(const ExportedHandle&) {
+  throw std::system_error(std::make_error_code(std::errc::operation_not_supported),
+                          "import_handle: POSIX receives descriptors with SCM_RIGHTS");
+}
+
 }  // namespace mp::platform

@@ -1,4 +1,6 @@
 #include "platform/named_objects.hpp"
+
+#include <unistd.h>
 #include "platform/error.hpp"
 #include "platform/semaphore.hpp"
 #include "platform/shm.hpp"
@@ -10,6 +12,11 @@
 #include <sys/stat.h>
 
 namespace mp::platform {
+
+bool named_objects_persist() noexcept { return true; }
+
+std::uint32_t current_user_id() noexcept { return static_cast<std::uint32_t>(::geteuid()); }
+
 
 namespace {
 constexpr const char* kShmDir = "/dev/shm";

@@ -57,7 +57,7 @@ struct FileActions {
 }  // namespace
 
 int spawn_process(const std::string& executable, const std::vector<std::string>& args,
-                  const std::vector<native_handle>& inherit) {
+                  const std::vector<native_handle>& inherit, UniqueHandle* process_handle) {
   const int n = static_cast<int>(inherit.size());
   const int limit = first_inherited_handle + n;  // targets are [3, limit)
   // Move every source above the target range first (close-on-exec copies), so dup2 to a target
@@ -90,7 +90,14 @@ int spawn_process(const std::string& executable, const std::vector<std::string>&
   pid_t pid;
   int e = ::posix_spawn(&pid, executable.c_str(), &fa.a, nullptr, argv.data(), environ);
   if (e != 0) throw std::system_error(e, std::system_category(), "posix_spawn " + executable);
+  if (process_handle) *process_handle = open_process_handle(static_cast<int>(pid));
   return static_cast<int>(pid);
+}
+
+UniqueHandle inherited_handle(std::size_t index) {
+  int fd = first_inherited_handle + static_cast<int>(index);
+  set_inheritable(fd, false);
+  return UniqueHandle(fd);
 }
 
 UniqueHandle open_process_handle(int pid) {
