@@ -4,7 +4,7 @@
 static void child_exit(int code) { mp::sys_exit(code); }
 
 TEST(Smoke, AllMethods) {
-  for (std::string m : {"fork", "spawn", "forkserver"}) {
+  for (std::string m : mp::get_all_start_methods()) {
     auto& ctx = mp::get_context(m);
     auto p = ctx.Process(child_exit, 7);
     p.start();

@@ -121,6 +121,9 @@ std::optional<int> known_pid() {
 // A process started as the tracker becomes it before any of the program's own initialisers run
 // (and whether or not main() calls freeze_support()): the priority places this right after the
 // capture of argv.
+// (GCC and Clang only: MSVC has no constructor priority, and Windows runs no tracker - see
+// named_objects_persist.)
+#if defined(__GNUC__)
 __attribute__((constructor(102))) static void become_tracker_if_asked() {
   std::vector<std::string> args = platform::process_arguments();
   if (args.size() >= 2 && args[1] == flag) {
@@ -133,6 +136,7 @@ __attribute__((constructor(102))) static void become_tracker_if_asked() {
     platform::exit_now(code);
   }
 }
+#endif
 
 }  // namespace mp::detail::tracker
 

@@ -10,7 +10,10 @@
 
 #include <atomic>
 #include <cstdio>
+#if __has_include(<cxxabi.h>)
 #include <cxxabi.h>
+#define MP_HAVE_CXXABI 1
+#endif
 #include <iostream>
 #include <ostream>
 #include <sstream>
@@ -362,8 +365,12 @@ int bootstrap_with_parent(Process& self, const std::string& parent_name, int par
     report_exception(self.name(), demangle(typeid(e).name()), e.what());
     code = 1;
   } catch (...) {
+#if defined(MP_HAVE_CXXABI)
     std::type_info* t = abi::__cxa_current_exception_type();
     report_exception(self.name(), t ? demangle(t->name()) : std::string("unknown exception"), "");
+#else
+    report_exception(self.name(), "unknown exception", "");
+#endif
     code = 1;
   }
   if (log.enabled_for(LogLevel::info)) log.info("process exiting with exitcode " + std::to_string(code));

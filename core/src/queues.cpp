@@ -25,6 +25,9 @@
 #include "word_lock.hpp"
 
 #include <algorithm>
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
+#include <immintrin.h>
+#endif
 #include <climits>
 #include <condition_variable>
 #include <cstring>
@@ -106,8 +109,8 @@ bool spin_for(Ready ready, std::chrono::microseconds budget = std::chrono::micro
       if (clock::now() >= until) return false;
       std::this_thread::yield();
     } else {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
+      _mm_pause();
 #endif
     }
   }

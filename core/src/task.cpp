@@ -4,7 +4,10 @@
 #include "platform/process.hpp"
 
 #include <cstdlib>
+#if __has_include(<cxxabi.h>)
 #include <cxxabi.h>
+#define MP_HAVE_CXXABI 1
+#endif
 #include <map>
 #include <mutex>
 
@@ -63,12 +66,16 @@ const TaskRegistration* find_task_by_type(const std::type_info& type) {
 }
 
 std::string demangle(const char* mangled) {
+#if !defined(MP_HAVE_CXXABI)
+  return mangled;  // MSVC's type names are readable already ("class std::runtime_error")
+#else
   int status = 0;
   char* s = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
   if (status != 0 || s == nullptr) return mangled;
   std::string out(s);
   std::free(s);
   return out;
+#endif
 }
 
 CodeRef locate_code(const void* address) {
