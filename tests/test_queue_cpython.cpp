@@ -654,8 +654,7 @@ void put_then_close_queue(mp::Queue<std::string> queue, std::string who) {
 // method. (CPython refuses a fork context's queue in a spawn or forkserver child, because its
 // SemLocks have no names; these queues have nothing named, so every combination works.)
 TEST(CpyQueueLocal, MixedStartMethod) {
-  const std::vector<std::string> methods = {"fork", "spawn", "forkserver"};
-  for (const auto& queue_method : methods) {
+  for (const auto& queue_method : mp::get_all_start_methods()) {
     for (const auto& process_method : mp::get_all_start_methods()) {
       SCOPED_TRACE(queue_method + " queue, " + process_method + " process");
       auto queue = mp::get_context(queue_method).Queue<std::string>();

@@ -295,7 +295,7 @@ TEST(QueueStress, FourByFourQuarterMillionEach) {
   const char* scale = std::getenv("MP_TEST_SCALE");
   double f = scale ? std::atof(scale) : 1.0;
   int n = std::max(1000, static_cast<int>(250000 * std::min(f, 1.0)));
-  many_to_many(mp::get_context("fork"), 4, 4, n);
+  many_to_many(mp::get_context(mp_test::method_available("fork") ? "fork" : "spawn"), 4, 4, n);
 }
 
 // ---- dying ---------------------------------------------------------------------------------
@@ -327,6 +327,7 @@ void read_big_slowly(mp::Queue<std::string> q, mp::Event started) {
 }
 
 TEST(QueueDying, AReaderKilledMidItem) {
+  MP_SKIP_UNLESS_METHOD("fork");  // the child's target is a closure over this test's state
   auto& ctx = mp::get_context("fork");
   mp::Queue<std::string> q;
   mp::Event started;
@@ -359,6 +360,7 @@ void put_then_big(mp::Queue<std::string> q, mp::Event wrote_small) {
 }
 
 TEST(QueueDying, AProducerKilledMidItemLosesNothingFlushed) {
+  MP_SKIP_UNLESS_METHOD("fork");  // the child's target is a closure over this test's state
   auto& ctx = mp::get_context("fork");
   mp::Queue<std::string> q;
   mp::Event wrote_small;

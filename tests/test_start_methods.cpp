@@ -149,8 +149,8 @@ class SpawnExecutable : public mp_test::MethodTest<std::string> {};
 TEST_P(SpawnExecutable, AnotherProgramFindsRegisteredTargetsByName) {
   auto dir = temp_dir();
   // A copy of this very test program under another path: "another binary" as far as paths go.
-  fs::path copy = dir / "copy_of_tests";
-  fs::copy_file(fs::read_symlink("/proc/self/exe"), copy);
+  fs::path copy = dir / (mp_test::kWindows ? "copy_of_tests.exe" : "copy_of_tests");
+  fs::copy_file(mp::platform::executable_path(), copy);
   fs::permissions(copy, fs::perms::owner_all);
   std::string saved = mp::get_executable();
   mp::set_executable(copy.string());

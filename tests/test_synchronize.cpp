@@ -373,6 +373,7 @@ TEST_P(SyncTest, EventSetByAChild) {
 }
 
 TEST(SyncContexts, ForkObjectsCannotGoToSpawnChildren) {
+  MP_SKIP_UNLESS_METHOD("fork");
   mp::Lock lock = mp::get_context("fork").Lock();
   auto p = mp::get_context("spawn").Process([](mp::Lock) {}, lock);
   try {
