@@ -1,20 +1,42 @@
 // Running tracker_probe (a program with its own process tree and resource tracker) from a test,
 // and watching /dev/shm: for test_tracker.cpp and test_shared_memory.cpp.
+//
+// Windows runs no resource tracker (the OS frees a named object with its last handle), so every
+// test that starts a Probe skips there; Probe exists there only so those tests compile.
 #pragma once
 #include "test_helpers.hpp"
 
 #include "platform/process.hpp"
+#include "platform/shm.hpp"
 
 #include <csignal>
+#include <filesystem>
 #include <map>
+#include <sstream>
+#include <stdexcept>
+#if !defined(_WIN32)
 #include <poll.h>
 #include <spawn.h>
-#include <sstream>
 #include <sys/wait.h>
+#include <unistd.h>
 
 extern char** environ;
+#endif
 
 namespace mp_test {
+
+#if defined(_WIN32)
+struct Probe {
+  int pid = -1;
+  std::string err_path;
+  Probe(const std::vector<std::string>&, const std::string& stderr_file) : err_path(stderr_file) {
+    throw std::logic_error("tracker_probe is not run on Windows: there is no resource tracker there");
+  }
+  std::vector<std::string> read_until_ready() { return {}; }
+  int wait_exit() { return -1; }
+  std::string err() const { return read_file(err_path).value_or(""); }
+};
+#else
 
 struct Probe {
   int pid = -1;
@@ -72,11 +94,31 @@ struct Probe {
   }
   std::string err() const { return read_file(err_path).value_or(""); }
 };
+#endif
 
 inline std::string shm_file(const std::string& type, const std::string& name) {
   return "/dev/shm/" + std::string(type == "semaphore" ? "sem." : "") + name.substr(1);
 }
-inline bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+inline bool exists(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::exists(path, ec);
+}
+
+// Whether the named shared-memory segment `name` ("mp-..." or "/mp-...") exists: a file in
+// /dev/shm on POSIX; on Windows, whether a mapping of that name can be opened (it exists while
+// any process holds a handle or view of it).
+inline bool segment_exists(const std::string& name) {
+#if defined(_WIN32)
+  try {
+    mp::platform::SharedMemorySegment::open(name.empty() || name[0] == '/' ? name : "/" + name);
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+#else
+  return exists("/dev/shm/" + (name.empty() || name[0] != '/' ? name : name.substr(1)));
+#endif
+}
 
 // Waits until `pred` holds; the seconds it took, or a negative number after `limit`.
 template <class P>

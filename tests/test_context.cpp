@@ -8,13 +8,16 @@
 #include <algorithm>
 #include <climits>
 #include <regex>
+#if !defined(_WIN32)
+#include <unistd.h>
+#endif
 
 using namespace mp_test;
 using ::testing::HasSubstr;
 
 namespace {
 
-void report_pid(std::string path) { write_file(path, std::to_string(::getpid())); }
+void report_pid(std::string path) { write_file(path, std::to_string(mp::platform::current_pid())); }
 
 void return_normally() {}
 
@@ -22,7 +25,7 @@ void return_normally() {}
 // named by the environment, which the server inherits.
 void preload_marker() {
   if (const char* path = std::getenv("MP_TEST_PRELOAD_MARKER")) {
-    append_line(path, "preloaded in " + std::to_string(::getpid()));
+    append_line(path, "preloaded in " + std::to_string(mp::platform::current_pid()));
   }
 }
 
@@ -52,30 +55,48 @@ void check_context(Make make, const std::string& expected_method) {
   EXPECT_EQ(std::stoi(*reported), p.pid());
 }
 
+// The platform's default start method: forkserver on POSIX (as CPython 3.14 on Linux), spawn on
+// Windows (its only one).
+const std::string kDefaultMethod = kWindows ? "spawn" : "forkserver";
+
 }  // namespace
 
 MP_TASK(preload_marker);
 
-// test_get_all: the platform's methods, the default (forkserver on Linux, as CPython 3.14) first.
+// test_get_all: the platform's methods, the default (forkserver on Linux, as CPython 3.14; spawn,
+// the only one, on Windows) first.
 TEST(StartMethod, GetAll) {
   auto methods = mp::get_all_start_methods();
   ASSERT_FALSE(methods.empty());
-  EXPECT_EQ(methods.front(), "forkserver");
+  EXPECT_EQ(methods.front(), kDefaultMethod);
   std::sort(methods.begin(), methods.end());
-  EXPECT_EQ(methods, (std::vector<std::string>{"fork", "forkserver", "spawn"}));
+  if (kWindows) {
+    EXPECT_EQ(methods, (std::vector<std::string>{"spawn"}));
+  } else {
+    EXPECT_EQ(methods, (std::vector<std::string>{"fork", "forkserver", "spawn"}));
+  }
 }
 
 // test_context: each context knows its method, and makes processes of that method.
 TEST(StartMethod, Context) {
   for (std::string method : {"fork", "spawn", "forkserver"}) {
+    if (!method_available(method)) {
+      // A method this platform lacks (fork and forkserver on Windows) has no context.
+      EXPECT_THROW(mp::get_context(method), mp::ValueError) << method;
+      continue;
+    }
     mp::Context& ctx = mp::get_context(method);
     EXPECT_EQ(ctx.get_start_method(), method);
     EXPECT_EQ(&mp::get_context(method), &ctx) << "one context per method";
     check_context([&](const std::string& path) { return ctx.Process(report_pid, path); }, method);
   }
-  EXPECT_EQ(mp::get_context("fork").process_label(), "ForkProcess");
+  if (method_available("fork")) {
+    EXPECT_EQ(mp::get_context("fork").process_label(), "ForkProcess");
+  }
   EXPECT_EQ(mp::get_context("spawn").process_label(), "SpawnProcess");
-  EXPECT_EQ(mp::get_context("forkserver").process_label(), "ForkServerProcess");
+  if (method_available("forkserver")) {
+    EXPECT_EQ(mp::get_context("forkserver").process_label(), "ForkServerProcess");
+  }
 }
 
 // An unknown method is a ValueError, wherever it is named.
@@ -97,6 +118,10 @@ TEST(StartMethod, SetGet) {
   StartMethodGuard guard;
   int count = 0;
   for (std::string method : {"fork", "spawn", "forkserver"}) {
+    if (!method_available(method)) {
+      EXPECT_THROW(mp::set_start_method(method, true), mp::ValueError) << method;
+      continue;
+    }
     mp::set_start_method(method, true);
     EXPECT_EQ(mp::get_start_method(), method);
     EXPECT_EQ(mp::get_start_method(true), method);
@@ -112,7 +137,7 @@ TEST(StartMethod, SetGet) {
     EXPECT_TRUE(std::regex_match(plain.name(), std::regex("^Process-[0-9]+$"))) << plain.name();
     ++count;
   }
-  EXPECT_EQ(count, 3);
+  EXPECT_EQ(count, static_cast<int>(mp::get_all_start_methods().size()));
 }
 
 // A second set_start_method without force is refused; force replaces; an empty method with force
@@ -123,8 +148,14 @@ TEST(StartMethod, SetTwice) {
   EXPECT_THROW(mp::set_start_method("fork"), mp::ProcessError);
   EXPECT_THROW(mp::set_start_method("spawn"), mp::ProcessError);
   EXPECT_EQ(mp::get_start_method(), "spawn");
-  mp::set_start_method("fork", true);
-  EXPECT_EQ(mp::get_start_method(), "fork");
+  if (method_available("fork")) {
+    mp::set_start_method("fork", true);
+    EXPECT_EQ(mp::get_start_method(), "fork");
+  } else {
+    // Forcing a method the platform lacks is a ValueError, and leaves the method as it was.
+    EXPECT_THROW(mp::set_start_method("fork", true), mp::ValueError);
+    EXPECT_EQ(mp::get_start_method(), "spawn");
+  }
 
   mp::set_start_method("", true);
   EXPECT_EQ(mp::get_start_method(true), std::nullopt);
@@ -138,25 +169,26 @@ TEST(StartMethod, DefaultFixedByFirstUse) {
   StartMethodGuard guard;
   mp::set_start_method("", true);
   EXPECT_EQ(mp::get_start_method(true), std::nullopt);
-  EXPECT_EQ(mp::get_start_method(), "forkserver");
-  EXPECT_EQ(mp::get_start_method(true), "forkserver");
+  EXPECT_EQ(mp::get_start_method(), kDefaultMethod);
+  EXPECT_EQ(mp::get_start_method(true), kDefaultMethod);
   EXPECT_THROW(mp::set_start_method("spawn"), mp::ProcessError);
 
   mp::set_start_method("", true);
-  EXPECT_EQ(mp::get_context().get_start_method(), "forkserver");
-  EXPECT_EQ(mp::get_start_method(true), "forkserver");
+  EXPECT_EQ(mp::get_context().get_start_method(), kDefaultMethod);
+  EXPECT_EQ(mp::get_start_method(true), kDefaultMethod);
 
   mp::set_start_method("", true);
   mp::Process p(return_normally);
-  EXPECT_EQ(p.start_method(), "forkserver");
+  EXPECT_EQ(p.start_method(), kDefaultMethod);
   p.start();
   ASSERT_TRUE(p.join(kLong));
   EXPECT_EQ(p.exitcode(), 0);
-  EXPECT_EQ(p.start_method(), "forkserver");
+  EXPECT_EQ(p.start_method(), kDefaultMethod);
 }
 
 // A Process of the default context takes the default method at start(), not at construction.
 TEST(StartMethod, DefaultResolvedAtStart) {
+  MP_SKIP_UNLESS_METHOD("fork");  // needs a second start method to switch from
   StartMethodGuard guard;
   TempDir dir;
   mp::set_start_method("fork", true);
@@ -173,6 +205,7 @@ TEST(StartMethod, DefaultResolvedAtStart) {
 
 // ctx.Process(options, ...) always uses ctx, whatever options.context says.
 TEST(StartMethod, ContextProcessOverridesOptions) {
+  MP_SKIP_UNLESS_METHOD("fork");  // needs a second context for options.context to name
   mp::Context& spawn = mp::get_context("spawn");
   auto p = spawn.Process(mp::ProcessOptions{.name = "opt", .daemon = true, .context = &mp::get_context("fork")},
                          return_normally);
@@ -186,18 +219,30 @@ TEST(StartMethod, ContextProcessOverridesOptions) {
 
 // The program spawn and forkserver run is, by default, this one.
 TEST(StartMethod, Executable) {
+#if defined(_WIN32)
+  wchar_t buf[32768];
+  DWORD n = GetModuleFileNameW(nullptr, buf, static_cast<DWORD>(std::size(buf)));
+  ASSERT_GT(n, 0u);
+  ASSERT_LT(n, static_cast<DWORD>(std::size(buf)));
+  int len = WideCharToMultiByte(CP_UTF8, 0, buf, static_cast<int>(n), nullptr, 0, nullptr, nullptr);
+  std::string self(static_cast<std::size_t>(len), '\0');
+  WideCharToMultiByte(CP_UTF8, 0, buf, static_cast<int>(n), self.data(), len, nullptr, nullptr);
+  EXPECT_EQ(mp::get_executable(), self);
+#else
   char buf[PATH_MAX];
   ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf);
   ASSERT_GT(n, 0);
   EXPECT_EQ(mp::get_executable(), std::string(buf, static_cast<std::size_t>(n)));
+#endif
 }
 
 // test_preload_resources: set_forkserver_preload names MP_TASK functions, run once in the server.
 TEST(StartMethod, ForkserverPreload) {
   EXPECT_THROW(mp::set_forkserver_preload({"no_such_function"}), mp::ValueError);
+  MP_SKIP_UNLESS_METHOD("forkserver");
   TempDir dir;
   const std::string marker = dir / "marker";
-  ::setenv("MP_TEST_PRELOAD_MARKER", marker.c_str(), 1);
+  set_env("MP_TEST_PRELOAD_MARKER", marker);
   restart_forkserver();  // a server already running was started without the preload
   mp::set_forkserver_preload({"preload_marker"});
   mp::Context& ctx = mp::get_context("forkserver");
@@ -209,7 +254,7 @@ TEST(StartMethod, ForkserverPreload) {
   }
   const int server = find_forkserver_pid();
   mp::set_forkserver_preload({});
-  ::unsetenv("MP_TEST_PRELOAD_MARKER");
+  set_env("MP_TEST_PRELOAD_MARKER", "");
   restart_forkserver();
   ASSERT_GT(server, 0);
   EXPECT_EQ(read_file(marker), "preloaded in " + std::to_string(server) + "\n") << "run once, in the server";

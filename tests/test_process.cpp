@@ -21,14 +21,38 @@
 #include <regex>
 #include <sstream>
 #include <tuple>
+#if defined(_WIN32)
+#include <fcntl.h>
+#include <io.h>
+#include <sys/stat.h>
+#else
+#include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
+#endif
 
 using namespace mp_test;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
 namespace {
+
+// The exit code a killed process reads back as: -SIGKILL (TerminateProcess reads -9 on Windows,
+// which has no SIGKILL).
+const int kSigKill = mp::platform::signal_kill;
+
+// Whether a process sentinel is ready (its process has ended) within `timeout_ms`.
+bool sentinel_ready(mp::native_handle_t h, int timeout_ms) {
+#if defined(_WIN32)
+  return WaitForSingleObject(h, static_cast<DWORD>(timeout_ms)) == WAIT_OBJECT_0;
+#else
+  pollfd pfd{h, POLLIN, 0};
+  return ::poll(&pfd, 1, timeout_ms) == 1 && pfd.revents != 0;
+#endif
+}
 
 // ---- child targets -------------------------------------------------------------------------------
 
@@ -44,7 +68,7 @@ void throw_value_error(std::string what) { throw mp::ValueError(what); }
 
 void throw_int() { throw 42; }
 
-void raise_signal(int sig) { ::raise(sig); }
+[[maybe_unused]] void raise_signal(int sig) { ::raise(sig); }
 
 // SystemExit is deliberately not a std::exception: catch (const std::exception&) lets it through.
 void sys_exit_through_catch(int code) {
@@ -72,7 +96,7 @@ void report_identity(std::string dir, int a, int b) {
   out << a << ' ' << b << '\n'
       << me.name() << '\n'
       << me.pid().value_or(-1) << '\n'
-      << ::getpid() << '\n'
+      << mp::platform::current_pid() << '\n'
       << (me.daemon() ? "daemon" : "not-daemon") << '\n';
   // The authkey first: the test reads it once "identity" exists.
   write_file(dir + "/authkey", bytes_to_string(me.authkey().bytes()));
@@ -108,7 +132,7 @@ void check_parent(int expected_pid) {
   if (parent->pid() != expected_pid) mp::sys_exit(11);
   if (parent->name() != "MainProcess") mp::sys_exit(12);
   if (!parent->is_alive()) mp::sys_exit(13);
-  if (mp::current_process().pid() != ::getpid()) mp::sys_exit(14);
+  if (mp::current_process().pid() != mp::platform::current_pid()) mp::sys_exit(14);
   if (mp::current_process().name() == "MainProcess") mp::sys_exit(15);
 }
 
@@ -171,7 +195,11 @@ void recurse(std::string method, std::string log, std::vector<int> id) {
 }
 
 // What is open in the child: "fd target" lines (the listing's own descriptor left out).
-void report_fds(std::string path) {
+// (POSIX only: Windows has no numbered descriptors to list; the test using it skips there.)
+[[maybe_unused]] void report_fds(std::string path) {
+#if defined(_WIN32)
+  write_file(path, "");
+#else
   DIR* d = ::opendir("/proc/self/fd");
   if (d == nullptr) mp::sys_exit(20);
   int self = ::dirfd(d);
@@ -188,13 +216,14 @@ void report_fds(std::string path) {
   }
   ::closedir(d);
   write_file(path, text);
+#endif
 }
 
 // Daemon / non-daemon children at a child's exit: the grandchild records its pid and then either
 // sleeps for long (a daemon: must be terminated when the child exits) or briefly (a non-daemon: the
 // child's exit must wait for it, so "done" exists once the child has ended).
 void grandchild_main(std::string pidfile, std::string donefile, double seconds) {
-  write_file(pidfile, std::to_string(::getpid()));
+  write_file(pidfile, std::to_string(mp::platform::current_pid()));
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   write_file(donefile, "done");
 }
@@ -215,6 +244,15 @@ void start_grandchild_then_exit(std::string method, std::string pidfile, std::st
 // test_stderr_flush / test_sys_exit: buffered output is flushed at the child's exit, and an
 // uncaught exception is reported on stderr.
 void write_buffered_then(std::string out_path, std::string err_path, int how) {
+#if defined(_WIN32)
+  int out = ::_open(out_path.c_str(), _O_WRONLY | _O_CREAT | _O_TRUNC | _O_BINARY, _S_IREAD | _S_IWRITE);
+  int err = ::_open(err_path.c_str(), _O_WRONLY | _O_CREAT | _O_TRUNC | _O_BINARY, _S_IREAD | _S_IWRITE);
+  std::fflush(stdout);
+  ::_dup2(out, 1);
+  ::_dup2(err, 2);
+  ::_close(out);
+  ::_close(err);
+#else
   int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   std::fflush(stdout);
@@ -222,6 +260,7 @@ void write_buffered_then(std::string out_path, std::string err_path, int how) {
   ::dup2(err, 2);
   ::close(out);
   ::close(err);
+#endif
   std::printf("printf without newline");
   std::cout << " | cout without flush";
   if (how == 0) return;
@@ -267,8 +306,12 @@ struct CountedCallable {
 void takes_pointer(int* p) { mp::sys_exit(p ? 0 : 1); }
 
 // The child replaces itself with another program (its sentinel handles are close-on-exec).
+// (POSIX only: Windows has no exec that replaces a process; the tests using it skip there.)
 void exec_shell(std::string script) {
+#if !defined(_WIN32)
   ::execl("/bin/sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
+#endif
+  (void)script;
   mp::sys_exit(127);
 }
 
@@ -339,8 +382,8 @@ TEST_P(ProcessTest, Current) {
   EXPECT_TRUE(current.is_alive());
   EXPECT_FALSE(current.daemon());
   EXPECT_GT(current.authkey().size(), 0u);
-  EXPECT_EQ(current.pid(), ::getpid());
-  EXPECT_EQ(current.ident(), ::getpid());
+  EXPECT_EQ(current.pid(), mp::platform::current_pid());
+  EXPECT_EQ(current.ident(), mp::platform::current_pid());
   EXPECT_EQ(current.exitcode(), std::nullopt);
   EXPECT_EQ(current.name(), "MainProcess");
   EXPECT_EQ(mp::parent_process(), nullptr);
@@ -450,8 +493,11 @@ TEST_P(ProcessTest, ExitCodes) {
       {[&] { return c.Process(std_exit_with, 0); }, 0, "std::exit(0)"},
       {[&] { return c.Process(std_exit_with, 5); }, 5, "std::exit(5)"},
       {[&] { return c.Process(sys_exit_through_catch, 6); }, 6, "sys_exit through catch(std::exception&)"},
-      {[&] { return c.Process(raise_signal, SIGUSR1); }, -SIGUSR1, "raise(SIGUSR1)"},
   };
+#if !defined(_WIN32)
+  // (Windows has no SIGUSR1, and a raised signal there ends the process with exit code 3.)
+  cases.push_back({[&] { return c.Process(raise_signal, SIGUSR1); }, -SIGUSR1, "raise(SIGUSR1)"});
+#endif
   for (auto& k : cases) {
     auto p = k.make();
     p.daemon(true);
@@ -561,7 +607,7 @@ TEST_P(ProcessTest, Kill) {
   p.kill();
   EXPECT_TRUE(p.join(kLong));
   EXPECT_FALSE(p.is_alive());
-  EXPECT_EQ(p.exitcode(), -SIGKILL);
+  EXPECT_EQ(p.exitcode(), -kSigKill);
 }
 
 // Names: "<Label>-N" from one counter per parent, explicit names, the setter.
@@ -650,14 +696,11 @@ TEST_P(ProcessTest, Sentinel) {
   EXPECT_THROW((void)p.sentinel(), mp::ValueError);
   p.start();
   mp::Sentinel s = p.sentinel();
-  ASSERT_GE(s.handle, 0);
+  ASSERT_NE(s.handle, mp::Sentinel{}.handle) << "no sentinel handle";
   EXPECT_EQ(p.sentinel(), s);
-  pollfd pfd{s.handle, POLLIN, 0};
-  EXPECT_EQ(::poll(&pfd, 1, 0), 0) << "sentinel ready while the child runs";
+  EXPECT_FALSE(sentinel_ready(s.handle, 0)) << "sentinel ready while the child runs";
   write_file(dir_ / "go", "");
-  pfd.revents = 0;
-  EXPECT_EQ(::poll(&pfd, 1, 30000), 1) << "sentinel not ready after the child ended";
-  EXPECT_NE(pfd.revents, 0);
+  EXPECT_TRUE(sentinel_ready(s.handle, 30000)) << "sentinel not ready after the child ended";
   ASSERT_TRUE(p.join(kLong));
   EXPECT_EQ(p.exitcode(), 0);
 }
@@ -701,7 +744,7 @@ TEST_P(ProcessTest, CloseBeforeStart) {
 
 // operator<< prints Python's repr through the life of a process.
 TEST_P(ProcessTest, Repr) {
-  const std::string me = std::to_string(::getpid());
+  const std::string me = std::to_string(mp::platform::current_pid());
   auto p = ctx().Process(wait_for_go, dir_ / "go", 30.0);
   std::string name = p.name();
   auto repr = [&] {
@@ -760,7 +803,7 @@ TEST_P(ProcessTest, ActiveChildrenReapsFinished) {
 // parent_process() in a child: the parent's pid and name.
 TEST_P(ProcessTest, ParentProcessAttributes) {
   EXPECT_EQ(mp::parent_process(), nullptr);
-  auto p = ctx().Process(check_parent, static_cast<int>(::getpid()));
+  auto p = ctx().Process(check_parent, mp::platform::current_pid());
   p.start();
   ASSERT_TRUE(p.join(kLong));
   EXPECT_EQ(p.exitcode(), 0);
@@ -889,7 +932,7 @@ TEST_P(ProcessTest, DaemonChildrenTerminatedAtExit) {
     const int gc = std::stoi(*pid_text);
     ASSERT_GT(gc, 0);
     EXPECT_TRUE(wait_process_ended(gc, 5s)) << "the daemonic grandchild " << gc << " survived its parent; how=" << how;
-    if (!process_ended(gc)) ::kill(gc, SIGKILL);
+    if (!process_ended(gc)) kill_pid(gc);
     EXPECT_FALSE(file_exists(donefile)) << how;
   }
 }
@@ -1043,6 +1086,8 @@ TEST_P(ProcessTest, LoggerSilentByDefault) {
 // Only the child's own handles cross into a spawned or forkserver child, never descriptors the
 // application left inheritable. (Under fork every descriptor is inherited by design.)
 TEST_P(ProcessTest, OnlyNeededHandlesInherited) {
+  MP_SKIP_ON_WINDOWS("lists the child's numbered descriptors through /proc/self/fd");
+#if !defined(_WIN32)
   int devnull = ::open("/dev/null", O_RDONLY);  // deliberately without O_CLOEXEC
   ASSERT_GE(devnull, 0);
   int fds[2];
@@ -1093,6 +1138,7 @@ TEST_P(ProcessTest, OnlyNeededHandlesInherited) {
     for (auto& [fd, target] : open) extra += fd > 2;
     EXPECT_LE(extra, 2) << listing;
   }
+#endif
 }
 
 // 2,000 start-join cycles leave the parent's descriptors and child processes as they were.
@@ -1107,14 +1153,22 @@ TEST_P(ProcessTest, NoLeaksOverManyCycles) {
   }
   const int fds_before = count_open_fds();
   const int children_before = count_children();
-  ASSERT_GT(fds_before, 0);
+  // Wine's GetProcessHandleCount reports 0 handles: there the handle count cannot be checked.
+  const bool handles_countable = !(kWindows && fds_before == 0);
+  if (handles_countable) {
+    ASSERT_GT(fds_before, 0);
+  } else {
+    std::cerr << "note: this system reports no handle count (Wine): the handle check is left out\n";
+  }
   for (int i = 0; i < cycles; ++i) {
     auto p = ctx().Process(exit_with, i % 7);
     p.start();
     ASSERT_TRUE(p.join(kLong)) << "cycle " << i;
     ASSERT_EQ(p.exitcode(), i % 7) << "cycle " << i;
   }
-  EXPECT_EQ(count_open_fds(), fds_before);
+  if (handles_countable) {
+    EXPECT_EQ(count_open_fds(), fds_before);
+  }
   EXPECT_EQ(count_children(), children_before);
   EXPECT_TRUE(mp::active_children().empty());
 }
@@ -1180,6 +1234,7 @@ TEST_P(ProcessTest, LargeArgument) {
 
 // A child that exec()s another program is still waited for, and its exit code is that program's.
 TEST_P(ProcessTest, ExecInChild) {
+  MP_SKIP_ON_WINDOWS("exec() replacing the child's program is POSIX's (and the script is /bin/sh's)");
   auto p = ctx().Process(exec_shell, std::string("sleep 0.2; exit 7"));
   auto t0 = Clock::now();
   p.start();
@@ -1194,6 +1249,7 @@ TEST_P(ProcessTest, ExecInChild) {
 // blocking waitpid (as CPython's popen_fork.wait does), overrunning the timeout until the program
 // ends. Run with --gtest_also_run_disabled_tests to see it.
 TEST_P(ProcessTest, JoinTimeoutHonouredAfterExec) {
+  MP_SKIP_ON_WINDOWS("exec() replacing the child's program is POSIX's (and the script is /bin/sh's)");
   auto p = ctx().Process(exec_shell, std::string("sleep 2; exit 7"));
   p.start();
   std::this_thread::sleep_for(0.1s);  // let it exec
@@ -1276,12 +1332,13 @@ TEST_P(ProcessTest, ForkedCopyOfParentsProcess) {
 // children finish and new ones start from a fresh server.
 class ForkServerDeath : public ::testing::TestWithParam<int> {};
 
-INSTANTIATE_TEST_SUITE_P(Signals, ForkServerDeath, ::testing::Values(SIGINT, SIGKILL),
+INSTANTIATE_TEST_SUITE_P(Signals, ForkServerDeath, ::testing::Values(SIGINT, kSigKill),
                          [](const ::testing::TestParamInfo<int>& info) {
                            return std::string(info.param == SIGINT ? "SIGINT" : "SIGKILL");
                          });
 
 TEST_P(ForkServerDeath, ServerIsRestarted) {
+  MP_SKIP_UNLESS_METHOD("forkserver");
   mp::Context& ctx = mp::get_context("forkserver");
   TempDir dir;
   {
@@ -1294,7 +1351,7 @@ TEST_P(ForkServerDeath, ServerIsRestarted) {
 
   auto proc = ctx.Process(sleep_then_write, dir / "evt", 0.5);
   proc.start();
-  ASSERT_EQ(::kill(server, GetParam()), 0);
+  mp::platform::send_signal(server, GetParam());
   ASSERT_TRUE(wait_process_ended(server));
 
   auto proc2 = ctx.Process(sleep_then_write, dir / "evt2", 0.0);
