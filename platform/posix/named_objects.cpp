@@ -11,6 +11,7 @@
 
 namespace mp::platform {
 
+#if MP_HAVE_DEV_SHM
 namespace {
 constexpr const char* kShmDir = "/dev/shm";
 
@@ -21,12 +22,14 @@ std::string file_of(const NamedObject& o) {
   return file;
 }
 }  // namespace
+#endif
 
 bool can_list_named_objects() noexcept { return MP_HAVE_DEV_SHM != 0; }
 
 std::vector<NamedObject> list_named_objects(const std::string& prefix) {
   std::vector<NamedObject> out;
-  if (!can_list_named_objects() || prefix.empty() || prefix[0] != '/') return out;
+#if MP_HAVE_DEV_SHM
+  if (prefix.empty() || prefix[0] != '/') return out;
   const std::string bare = prefix.substr(1);
   DIR* dir = ::opendir(kShmDir);
   if (dir == nullptr) throw_last_error(std::string("opendir(") + kShmDir + ")");
@@ -49,6 +52,10 @@ std::vector<NamedObject> list_named_objects(const std::string& prefix) {
     out.push_back(std::move(o));
   }
   ::closedir(dir);
+#else
+  // No directory to scan (macOS keeps named semaphores and shared memory in the kernel only).
+  (void)prefix;
+#endif
   return out;
 }
 
