@@ -174,6 +174,14 @@ bool process_exists(int pid) noexcept {
   buf[n] = '\0';
   const char* paren = std::strrchr(buf, ')');
   if (paren != nullptr && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X')) return false;
+#else
+  // No /proc: a child of ours that has ended but is not reaped yet is found by waitid(WNOWAIT),
+  // which leaves it to its reaper. A zombie of another parent still reads as alive.
+  siginfo_t info;
+  std::memset(&info, 0, sizeof info);
+  if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid) {
+    return false;
+  }
 #endif
   return true;
 }
