@@ -1,5 +1,6 @@
 // The named-semaphore seam (platform/semaphore.hpp) against the real OS object.
 #include "platform/semaphore.hpp"
+#include "mp_config.hpp"
 
 #include <mp/mp.hpp>
 
@@ -7,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <sys/stat.h>
 #include <thread>
 
@@ -28,6 +30,9 @@ void release_by_name(std::string name, int times) {
   NamedSemaphore s = NamedSemaphore::open(name);
   for (int i = 0; i < times; ++i) s.release();
 }
+
+// What value() reports for a count of `v`: nothing where the OS cannot read it (macOS).
+std::optional<int> reported(int v) { return MP_HAVE_SEM_GETVALUE ? std::optional<int>(v) : std::nullopt; }
 }  // namespace
 
 TEST(NamedSemaphore, NamesAreUnguessablePrefixedAndShort) {
@@ -39,10 +44,11 @@ TEST(NamedSemaphore, NamesAreUnguessablePrefixedAndShort) {
 }
 
 TEST(NamedSemaphore, CountsAndTimesOut) {
+  EXPECT_EQ(NamedSemaphore::can_read_value(), MP_HAVE_SEM_GETVALUE != 0);
   std::string name = NamedSemaphore::random_name();
   Unlinker u{name};
   NamedSemaphore s = NamedSemaphore::create(name, 2);
-  EXPECT_EQ(s.value(), 2);
+  EXPECT_EQ(s.value(), reported(2));
   EXPECT_TRUE(s.try_acquire());
   EXPECT_TRUE(s.acquire(0s));
   EXPECT_FALSE(s.try_acquire());
@@ -50,7 +56,7 @@ TEST(NamedSemaphore, CountsAndTimesOut) {
   EXPECT_FALSE(s.acquire(0.1s));
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 90ms);
   s.release();
-  EXPECT_EQ(s.value(), 1);
+  EXPECT_EQ(s.value(), reported(1));
   EXPECT_TRUE(s.acquire());
 }
 
