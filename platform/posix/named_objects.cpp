@@ -4,10 +4,15 @@
 #include "platform/shm.hpp"
 #include "mp_config.hpp"
 
+#include <cerrno>
 #include <cstdlib>
 #include <dirent.h>
+#include <fcntl.h>
 #include <fstream>
+#include <semaphore.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 namespace mp::platform {
 
@@ -56,6 +61,29 @@ std::vector<NamedObject> list_named_objects(const std::string& prefix) {
   // No directory to scan (macOS keeps named semaphores and shared memory in the kernel only).
   (void)prefix;
 #endif
+  return out;
+}
+
+std::vector<NamedObject> find_named_objects(const std::set<std::string>& names) {
+  std::vector<NamedObject> out;
+  for (const auto& name : names) {
+    if (int fd = ::shm_open(name.c_str(), O_RDONLY | O_CLOEXEC, 0); fd >= 0) {
+      struct stat st;
+      if (::fstat(fd, &st) == 0) {
+        out.push_back({"shared_memory", name, static_cast<std::uint64_t>(st.st_size), static_cast<std::uint32_t>(st.st_uid)});
+      }
+      ::close(fd);
+    } else if (errno == EACCES) {
+      out.push_back({"shared_memory", name, 0, unknown_owner});
+    }
+    if (sem_t* sem = ::sem_open(name.c_str(), 0); sem != SEM_FAILED) {
+      ::sem_close(sem);
+      // No call tells a semaphore's owner. Opened: ours (the library makes them 0600), or we are root.
+      out.push_back({"semaphore", name, 0, static_cast<std::uint32_t>(::geteuid())});
+    } else if (errno == EACCES) {
+      out.push_back({"semaphore", name, 0, unknown_owner});
+    }
+  }
   return out;
 }
 
