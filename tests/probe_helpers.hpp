@@ -6,9 +6,11 @@
 #include "platform/process.hpp"
 
 #include <csignal>
+#include <filesystem>
 #include <map>
 #include <poll.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sstream>
 #include <sys/wait.h>
 
@@ -73,10 +75,24 @@ struct Probe {
   std::string err() const { return read_file(err_path).value_or(""); }
 };
 
+// The tests watch named objects as files in /dev/shm (glibc's layout), however the library was
+// built: also in the portable build, which does not look there itself. Where there is no
+// /dev/shm (macOS) a test that watches skips.
+inline bool can_watch_dev_shm() { return ::access("/dev/shm", F_OK) == 0; }
 inline std::string shm_file(const std::string& type, const std::string& name) {
   return "/dev/shm/" + std::string(type == "semaphore" ? "sem." : "") + name.substr(1);
 }
 inline bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+// The names ("/mp-...") of the library's semaphores and shared memory in /dev/shm.
+inline std::vector<std::string> dev_shm_names() {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator("/dev/shm")) {
+    std::string file = e.path().filename().string();
+    if (file.rfind("sem.", 0) == 0) file.erase(0, 4);
+    if (file.rfind("mp-", 0) == 0) names.push_back("/" + file);
+  }
+  return names;
+}
 
 // Waits until `pred` holds; the seconds it took, or a negative number after `limit`.
 template <class P>
@@ -88,6 +104,27 @@ double wait_until(P pred, double limit) {
   }
   return elapsed_since(t0);
 }
+
+// Makes this process the reaper of its descendants' orphans while it lives (rather than init,
+// which in a container may never reap them), so a killed probe's processes can be reaped and be
+// gone for every observer - also for one without /proc, which cannot tell a zombie from a live
+// process (mp-tracker in the portable build).
+class AdoptOrphans {
+ public:
+  AdoptOrphans() { ::prctl(PR_SET_CHILD_SUBREAPER, 1L, 0L, 0L, 0L); }
+  ~AdoptOrphans() { ::prctl(PR_SET_CHILD_SUBREAPER, 0L, 0L, 0L, 0L); }
+  AdoptOrphans(const AdoptOrphans&) = delete;
+  AdoptOrphans& operator=(const AdoptOrphans&) = delete;
+  // Waits up to `limit` seconds until `pid` no longer exists, reaping it once it is ours.
+  static bool wait_gone(int pid, double limit) {
+    return wait_until(
+               [pid] {
+                 ::waitpid(pid, nullptr, WNOHANG);
+                 return ::kill(pid, 0) < 0 && errno == ESRCH;
+               },
+               limit) >= 0;
+  }
+};
 
 struct LeakedTree {
   std::map<std::string, int> pids;  // PID, CHILD, TRACKER
