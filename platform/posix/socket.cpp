@@ -22,7 +22,7 @@ namespace mp::platform {
 
 namespace {
 UniqueHandle make_socket(int family) {
-#ifdef SOCK_CLOEXEC
+#if MP_HAVE_ATOMIC_CLOEXEC
   int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 #else
   int fd = ::socket(family, SOCK_STREAM, 0);
@@ -172,7 +172,7 @@ UniqueHandle accept_connection(native_handle listener, PeerAddress* peer) {
   for (;;) {
     sockaddr_storage ss;
     socklen_t len = sizeof ss;
-#if defined(SOCK_CLOEXEC) && !defined(__APPLE__)
+#if MP_HAVE_ATOMIC_CLOEXEC
     int fd = ::accept4(listener, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
 #else
     int fd = ::accept(listener, reinterpret_cast<sockaddr*>(&ss), &len);
