@@ -2,6 +2,8 @@
 // the environment (a spawned child re-runs main() with the library's own arguments):
 //   MP_PROBE_MODE=start-first  starts a Process before calling freeze_support()
 //   MP_PROBE_MODE=no-freeze    never calls freeze_support(); a spawned child's main just returns
+//   MP_PROBE_MODE=chdir        does it right, but changes directory before starting (the test
+//                              runs it by a relative path: the program must still be found)
 //   MP_PROBE_METHOD=<start method>
 // It prints the child's repr once the child has been joined (the parent must never hang on a
 // child that failed to bootstrap).
@@ -10,6 +12,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <string>
+#include <unistd.h>
 
 static void work() { std::cout << "the child ran its target" << std::endl; }
 
@@ -20,6 +23,10 @@ int main() {
   // no-freeze: the children (and a forkserver) inherit this and return from main at once.
   if (std::getenv("MP_PROBE_CHILD") != nullptr) return 0;
   if (std::string(mode) == "no-freeze") setenv("MP_PROBE_CHILD", "1", 1);
+  if (std::string(mode) == "chdir") {
+    mp::freeze_support();
+    if (::chdir("/") != 0) return 3;
+  }
   auto p = mp::get_context(method).Process(work);
   try {
     p.start();  // in a spawned child of the start-first program this throws: "bootstrapping phase"

@@ -10,8 +10,9 @@
 #include <cstdlib>
 
 namespace {
-std::string run(const std::string& mode, const std::string& method) {
-  std::string cmd = "MP_PROBE_MODE=" + mode + " MP_PROBE_METHOD=" + method + " timeout 60 " BOOTSTRAP_PROBE " 2>&1";
+// `program`: how the shell names the probe (BOOTSTRAP_PROBE, an absolute path, or a relative one).
+std::string run(const std::string& mode, const std::string& method, const std::string& program = BOOTSTRAP_PROBE) {
+  std::string cmd = "MP_PROBE_MODE=" + mode + " MP_PROBE_METHOD=" + method + " timeout 60 " + program + " 2>&1";
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
   std::string out;
   std::array<char, 4096> buf;
@@ -47,6 +48,17 @@ TEST_P(Bootstrap, MainWithoutFreezeSupportFailsInsteadOfPretending) {
 }
 
 INSTANTIATE_TEST_SUITE_P(ChildStartMethods, Bootstrap, testing::Values("spawn", "forkserver"));
+
+// A program started by a relative path that then changes directory still starts its children
+// (without /proc, where the program is comes from argv[0], resolved against the start-up directory).
+TEST_P(Bootstrap, RelativeProgramPathAndChdir) {
+  std::string probe = BOOTSTRAP_PROBE;
+  auto slash = probe.rfind('/');
+  ASSERT_NE(slash, std::string::npos);
+  std::string out = run("chdir", GetParam(), "sh -c 'cd " + probe.substr(0, slash) + " && exec ./" + probe.substr(slash + 1) + "'");
+  EXPECT_NE(out.find("the child ran its target"), std::string::npos) << out;
+  EXPECT_NE(out.find("stopped exitcode=0>"), std::string::npos) << out;
+}
 
 TEST(BootstrapFork, ForkNeedsNoFreezeSupport) {
   std::string out = run("no-freeze", "fork");

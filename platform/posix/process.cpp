@@ -298,6 +298,27 @@ std::vector<std::string> process_arguments() {
 #endif
 }
 
+namespace {
+// The working directory the program started in: a relative argv[0] (or PATH entry) names the
+// program from there, whatever directory it has moved to since.
+const std::string& startup_directory() {
+  static const std::string dir = [] {
+    char buf[PATH_MAX];
+    return ::getcwd(buf, sizeof buf) != nullptr ? std::string(buf) : std::string();
+  }();
+  return dir;
+}
+#if !MP_HAVE_PROCFS
+// Read as the library loads, before main() can change directory (only here is it needed).
+[[maybe_unused]] const std::string& startup_directory_at_load = startup_directory();
+#endif
+
+std::string from_startup_directory(const std::string& p) {
+  if (p.empty() || p[0] == '/' || startup_directory().empty()) return p;
+  return startup_directory() + "/" + p;
+}
+}  // namespace
+
 std::string executable_path() {
 #if MP_HAVE_PROCFS
   std::string buf(PATH_MAX, '\0');
@@ -313,6 +334,7 @@ std::string executable_path() {
   if (args.empty()) return {};
   std::string a0 = args[0];
   if (a0.find('/') != std::string::npos) {
+    a0 = from_startup_directory(a0);
     char resolved[PATH_MAX];
     if (::realpath(a0.c_str(), resolved)) return resolved;
     return a0;
@@ -323,7 +345,7 @@ std::string executable_path() {
   while (start <= p.size()) {
     std::size_t end = p.find(':', start);
     if (end == std::string::npos) end = p.size();
-    std::string cand = p.substr(start, end - start) + "/" + a0;
+    std::string cand = from_startup_directory(p.substr(start, end - start) + "/" + a0);
     if (::access(cand.c_str(), X_OK) == 0) return cand;
     start = end + 1;
   }
