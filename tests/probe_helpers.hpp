@@ -10,8 +10,8 @@
 #include <map>
 #include <poll.h>
 #include <spawn.h>
-#include <sys/prctl.h>
 #include <sstream>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 extern char** environ;

@@ -55,7 +55,8 @@ TEST_P(Bootstrap, RelativeProgramPathAndChdir) {
   std::string probe = BOOTSTRAP_PROBE;
   auto slash = probe.rfind('/');
   ASSERT_NE(slash, std::string::npos);
-  std::string out = run("chdir", GetParam(), "sh -c 'cd " + probe.substr(0, slash) + " && exec ./" + probe.substr(slash + 1) + "'");
+  std::string relative = "sh -c 'cd " + probe.substr(0, slash) + " && exec ./" + probe.substr(slash + 1) + "'";
+  std::string out = run("chdir", GetParam(), relative);
   EXPECT_NE(out.find("the child ran its target"), std::string::npos) << out;
   EXPECT_NE(out.find("stopped exitcode=0>"), std::string::npos) << out;
 }

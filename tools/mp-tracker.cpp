@@ -145,7 +145,8 @@ int list(bool json, const std::set<std::string>& only) {
   }
   std::printf("%zu object%s\n", entries.size(), entries.size() == 1 ? "" : "s");
   if (!users_known && !entries.empty()) {
-    std::printf("(this system does not tell which processes map an object: \"leaked\" means only that its creator has exited)\n");
+    std::printf("(this system does not tell which processes map an object: \"leaked\" means only that its\n"
+                " creator has exited)\n");
   }
   return 0;
 }

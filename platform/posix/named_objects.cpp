@@ -70,7 +70,8 @@ std::vector<NamedObject> find_named_objects(const std::set<std::string>& names) 
     if (int fd = ::shm_open(name.c_str(), O_RDONLY | O_CLOEXEC, 0); fd >= 0) {
       struct stat st;
       if (::fstat(fd, &st) == 0) {
-        out.push_back({"shared_memory", name, static_cast<std::uint64_t>(st.st_size), static_cast<std::uint32_t>(st.st_uid)});
+        out.push_back({"shared_memory", name, static_cast<std::uint64_t>(st.st_size),
+                       static_cast<std::uint32_t>(st.st_uid)});
       }
       ::close(fd);
     } else if (errno == EACCES) {
