@@ -40,6 +40,16 @@ if(MP_PLATFORM STREQUAL posix)
     #include <sys/syscall.h>
     #include <unistd.h>
     int main(void) { int w = 0; return (int)syscall(SYS_futex, &w, FUTEX_WAKE, 1, 0, 0, 0); }" MP_PROBE_FUTEX)
+  # Descriptors close-on-exec from birth: pipe2, accept4, SOCK_CLOEXEC, MSG_CMSG_CLOEXEC (Linux, the
+  # BSDs). macOS sets FD_CLOEXEC just after (a fork on another thread in between inherits them).
+  check_c_source_compiles("
+    #include <fcntl.h>
+    #include <sys/socket.h>
+    #include <unistd.h>
+    int main(void) { int p[2]; struct msghdr m; m.msg_flags = 0;
+                     return pipe2(p, O_CLOEXEC) + accept4(0, 0, 0, SOCK_CLOEXEC) +
+                            socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0) + (int)recvmsg(0, &m, MSG_CMSG_CLOEXEC); }"
+    MP_PROBE_ATOMIC_CLOEXEC)
   # sem_getvalue exists on macOS but always fails there: the portable build goes without it.
   check_c_source_compiles("
     #include <semaphore.h>
@@ -73,7 +83,7 @@ if(MP_PLATFORM STREQUAL posix)
   endif()
 endif()
 
-foreach(f CLOSEFROM DL_ITERATE_PHDR PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD GLIBC_INIT_ARGV PROCFS ABSTRACT_SOCKETS NSGETARGV MADV_HUGEPAGE SEM_GETVALUE FUTEX DEV_SHM)
+foreach(f CLOSEFROM DL_ITERATE_PHDR PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD GLIBC_INIT_ARGV PROCFS ABSTRACT_SOCKETS NSGETARGV MADV_HUGEPAGE SEM_GETVALUE FUTEX DEV_SHM ATOMIC_CLOEXEC)
   if(MP_PROBE_${f})
     set(MP_HAVE_${f} 1)
   else()
@@ -82,7 +92,8 @@ foreach(f CLOSEFROM DL_ITERATE_PHDR PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD 
 endforeach()
 if(MP_PORTABLE_POSIX)
   # The macOS path: none of the Linux-only facilities.
-  foreach(f CLOSEFROM PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD PROCFS ABSTRACT_SOCKETS MADV_HUGEPAGE SEM_GETVALUE FUTEX DEV_SHM)
+  foreach(f CLOSEFROM PIDFD SCHED_GETAFFINITY SEM_TIMEDWAIT MEMFD PROCFS ABSTRACT_SOCKETS MADV_HUGEPAGE SEM_GETVALUE FUTEX DEV_SHM
+            ATOMIC_CLOEXEC)
     set(MP_HAVE_${f} 0)
   endforeach()
 endif()
@@ -90,4 +101,4 @@ message(STATUS "mp probes: closefrom=${MP_HAVE_CLOSEFROM} dl_iterate_phdr=${MP_H
                "pidfd=${MP_HAVE_PIDFD} affinity=${MP_HAVE_SCHED_GETAFFINITY} "
                "sem_timedwait=${MP_HAVE_SEM_TIMEDWAIT} memfd=${MP_HAVE_MEMFD} "
                "init_argv=${MP_HAVE_GLIBC_INIT_ARGV} procfs=${MP_HAVE_PROCFS} abstract=${MP_HAVE_ABSTRACT_SOCKETS} "
-               "futex=${MP_HAVE_FUTEX} dev_shm=${MP_HAVE_DEV_SHM}")
+               "futex=${MP_HAVE_FUTEX} dev_shm=${MP_HAVE_DEV_SHM} atomic_cloexec=${MP_HAVE_ATOMIC_CLOEXEC}")

@@ -35,9 +35,9 @@ std::optional<int> reap(int pid, bool block);
 // Reaps any finished child; returns {pid, exit code}, or nullopt if none has finished.
 std::optional<std::pair<int, int>> reap_any();
 
-// Whether process `pid` exists and has not ended: false for no such process and, where the OS
-// says (/proc), for one that has ended but is not yet reaped (a zombie). Any process, not only
-// children of ours; one of another user counts as existing.
+// Whether process `pid` exists and has not ended: false for no such process and for one that has
+// ended but is not yet reaped (a zombie) - any zombie where the OS says (/proc), else only a
+// child of ours. Any process, not only children of ours; one of another user counts as existing.
 bool process_exists(int pid) noexcept;
 
 // Sends a signal; a process that is already gone is not an error.

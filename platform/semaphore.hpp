@@ -33,8 +33,10 @@ class NamedSemaphore {
   bool acquire(Timeout timeout = {});
   bool try_acquire();
   void release();
-  // The current count where the OS reports it (not on macOS).
+  // The current count where the OS reports it (not on macOS: see can_read_value()).
   std::optional<int> value() const;
+  // Whether value() reports the count on this system (sem_getvalue: not on macOS, where it fails).
+  static bool can_read_value() noexcept;
   const std::string& name() const noexcept { return name_; }
   explicit operator bool() const noexcept { return handle_ != nullptr; }
   void close() noexcept;

@@ -12,9 +12,12 @@ namespace mp::platform {
 // 0700 directory); `address` receives it.
 UniqueHandle listen_local(std::string& address, int backlog);
 UniqueHandle connect_local(const std::string& address);
-// Removes what listen_local / listen_unix left on the file system (nothing for abstract names);
-// listen_local's private directory goes too.
+// Removes what listen_local / listen_unix left on the file system (nothing for abstract names).
 void remove_local_address(const std::string& address) noexcept;
+// Removes the directory of a listen_local address once it is empty: for the last process to use
+// the address, when the one that made it (and could not remove its directory at exit while the
+// address was there) has gone.
+void remove_local_address_directory(const std::string& address) noexcept;
 
 // A Unix socket at `path` (a leading '\0': an abstract name).
 UniqueHandle listen_unix(const std::string& path, int backlog);
@@ -39,6 +42,9 @@ bool is_socket(native_handle h) noexcept;
 // A private directory (0700) for this process's socket files, removed at exit (CPython's
 // util.get_temp_dir).
 std::string private_temp_dir();
+// Removes it now if it is this process's and empty (also called at exit; children of the
+// library end without the C library's exit functions, so their exit path calls it).
+void remove_private_temp_dir() noexcept;
 bool abstract_sockets_available() noexcept;
 
 }  // namespace mp::platform

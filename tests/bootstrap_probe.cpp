@@ -2,12 +2,15 @@
 // the environment (a spawned child re-runs main() with the library's own arguments):
 //   MP_PROBE_MODE=start-first  starts a Process before calling freeze_support()
 //   MP_PROBE_MODE=no-freeze    never calls freeze_support(); a spawned child's main just returns
+//   MP_PROBE_MODE=chdir        does it right, but changes directory before starting (the test
+//                              runs it by a relative path: the program must still be found)
 //   MP_PROBE_METHOD=<start method>
 // It prints the child's repr once the child has been joined (the parent must never hang on a
 // child that failed to bootstrap).
 #include <mp/mp.hpp>
 
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <string>
 
@@ -24,6 +27,12 @@ int main() {
 #else
   if (std::string(mode) == "no-freeze") setenv("MP_PROBE_CHILD", "1", 1);
 #endif
+  if (std::string(mode) == "chdir") {
+    mp::freeze_support();
+    std::error_code ec;
+    std::filesystem::current_path("/", ec);
+    if (ec) return 3;
+  }
   auto p = mp::get_context(method).Process(work);
   try {
     p.start();  // in a spawned child of the start-first program this throws: "bootstrapping phase"

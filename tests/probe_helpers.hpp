@@ -17,6 +17,7 @@
 #if !defined(_WIN32)
 #include <poll.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -96,6 +97,13 @@ struct Probe {
 };
 #endif
 
+// The tests watch named objects as files in /dev/shm (glibc's layout), however the library was
+// built: also in the portable build, which does not look there itself. Where there is no
+// /dev/shm (macOS) a test that watches skips.
+inline bool can_watch_dev_shm() {
+  std::error_code ec;
+  return std::filesystem::exists("/dev/shm", ec);
+}
 inline std::string shm_file(const std::string& type, const std::string& name) {
   return "/dev/shm/" + std::string(type == "semaphore" ? "sem." : "") + name.substr(1);
 }
@@ -120,6 +128,17 @@ inline bool segment_exists(const std::string& name) {
 #endif
 }
 
+// The names ("/mp-...") of the library's semaphores and shared memory in /dev/shm.
+inline std::vector<std::string> dev_shm_names() {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator("/dev/shm")) {
+    std::string file = e.path().filename().string();
+    if (file.rfind("sem.", 0) == 0) file.erase(0, 4);
+    if (file.rfind("mp-", 0) == 0) names.push_back("/" + file);
+  }
+  return names;
+}
+
 // Waits until `pred` holds; the seconds it took, or a negative number after `limit`.
 template <class P>
 double wait_until(P pred, double limit) {
@@ -130,6 +149,37 @@ double wait_until(P pred, double limit) {
   }
   return elapsed_since(t0);
 }
+
+// Makes this process the reaper of its descendants' orphans while it lives (rather than init,
+// which in a container may never reap them), so a killed probe's processes can be reaped and be
+// gone for every observer - also for one without /proc, which cannot tell a zombie from a live
+// process (mp-tracker in the portable build).
+class AdoptOrphans {
+ public:
+#if defined(_WIN32)
+  // Windows has no zombies: an ended process is gone for every observer.
+  AdoptOrphans() = default;
+  AdoptOrphans(const AdoptOrphans&) = delete;
+  AdoptOrphans& operator=(const AdoptOrphans&) = delete;
+  static bool wait_gone(int pid, double limit) {
+    return wait_until([pid] { return process_ended(pid); }, limit) >= 0;
+  }
+#else
+  AdoptOrphans() { ::prctl(PR_SET_CHILD_SUBREAPER, 1L, 0L, 0L, 0L); }
+  ~AdoptOrphans() { ::prctl(PR_SET_CHILD_SUBREAPER, 0L, 0L, 0L, 0L); }
+  AdoptOrphans(const AdoptOrphans&) = delete;
+  AdoptOrphans& operator=(const AdoptOrphans&) = delete;
+  // Waits up to `limit` seconds until `pid` no longer exists, reaping it once it is ours.
+  static bool wait_gone(int pid, double limit) {
+    return wait_until(
+               [pid] {
+                 ::waitpid(pid, nullptr, WNOHANG);
+                 return ::kill(pid, 0) < 0 && errno == ESRCH;
+               },
+               limit) >= 0;
+  }
+#endif
+};
 
 struct LeakedTree {
   std::map<std::string, int> pids;  // PID, CHILD, TRACKER

@@ -12,17 +12,19 @@
 #include <cstdlib>
 
 namespace {
-std::string run(const std::string& mode, const std::string& method) {
+// `program`: how the shell names the probe (BOOTSTRAP_PROBE, an absolute path, or a relative one).
+std::string run(const std::string& mode, const std::string& method, const std::string& program = BOOTSTRAP_PROBE) {
   mp_test::set_env("MP_PROBE_MODE", mode);
   mp_test::set_env("MP_PROBE_METHOD", method);
 #if defined(_WIN32)
   // Beside this test program (the build-time path is a Unix one under Wine); cmd.exe's quoting.
+  (void)program;
   std::string exe = mp::platform::executable_path();
   std::string probe = exe.substr(0, exe.find_last_of("\\/") + 1) + "bootstrap_probe.exe";
   std::string cmd = "\"\"" + probe + "\" 2>&1\"";
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(_popen(cmd.c_str(), "r"), _pclose);
 #else
-  std::string cmd = "timeout 60 " BOOTSTRAP_PROBE " 2>&1";
+  std::string cmd = "timeout 60 " + program + " 2>&1";
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
 #endif
   std::string out;
@@ -59,6 +61,19 @@ TEST_P(Bootstrap, MainWithoutFreezeSupportFailsInsteadOfPretending) {
 }
 
 INSTANTIATE_TEST_SUITE_P(ChildStartMethods, Bootstrap, testing::Values("spawn", "forkserver"));
+
+// A program started by a relative path that then changes directory still starts its children
+// (without /proc, where the program is comes from argv[0], resolved against the start-up directory).
+TEST_P(Bootstrap, RelativeProgramPathAndChdir) {
+  MP_SKIP_ON_WINDOWS("the program is started through a POSIX shell; Windows finds its executable with GetModuleFileNameW");
+  std::string probe = BOOTSTRAP_PROBE;
+  auto slash = probe.rfind('/');
+  ASSERT_NE(slash, std::string::npos);
+  std::string relative = "sh -c 'cd " + probe.substr(0, slash) + " && exec ./" + probe.substr(slash + 1) + "'";
+  std::string out = run("chdir", GetParam(), relative);
+  EXPECT_NE(out.find("the child ran its target"), std::string::npos) << out;
+  EXPECT_NE(out.find("stopped exitcode=0>"), std::string::npos) << out;
+}
 
 TEST(BootstrapFork, ForkNeedsNoFreezeSupport) {
   MP_SKIP_UNLESS_METHOD("fork");

@@ -1,5 +1,6 @@
 // The named-semaphore seam (platform/semaphore.hpp) against the real OS object.
 #include "platform/semaphore.hpp"
+#include "mp_config.hpp"
 
 #include <mp/mp.hpp>
 
@@ -9,6 +10,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <sys/stat.h>
 #include <thread>
 
@@ -30,6 +32,9 @@ void release_by_name(std::string name, int times) {
   NamedSemaphore s = NamedSemaphore::open(name);
   for (int i = 0; i < times; ++i) s.release();
 }
+
+// What value() reports for a count of `v`: nothing where the OS cannot read it (macOS).
+std::optional<int> reported(int v) { return MP_HAVE_SEM_GETVALUE ? std::optional<int>(v) : std::nullopt; }
 }  // namespace
 
 TEST(NamedSemaphore, NamesAreUnguessablePrefixedAndShort) {
@@ -41,10 +46,11 @@ TEST(NamedSemaphore, NamesAreUnguessablePrefixedAndShort) {
 }
 
 TEST(NamedSemaphore, CountsAndTimesOut) {
+  EXPECT_EQ(NamedSemaphore::can_read_value(), MP_HAVE_SEM_GETVALUE != 0);
   std::string name = NamedSemaphore::random_name();
   Unlinker u{name};
   NamedSemaphore s = NamedSemaphore::create(name, 2);
-  EXPECT_EQ(s.value(), 2);
+  EXPECT_EQ(s.value(), reported(2));
   EXPECT_TRUE(s.try_acquire());
   EXPECT_TRUE(s.acquire(0s));
   EXPECT_FALSE(s.try_acquire());
@@ -52,7 +58,7 @@ TEST(NamedSemaphore, CountsAndTimesOut) {
   EXPECT_FALSE(s.acquire(0.1s));
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 90ms);
   s.release();
-  EXPECT_EQ(s.value(), 1);
+  EXPECT_EQ(s.value(), reported(1));
   EXPECT_TRUE(s.acquire());
 }
 
@@ -60,10 +66,12 @@ TEST(NamedSemaphore, CreatedPrivateAndExclusive) {
   std::string name = NamedSemaphore::random_name();
   Unlinker u{name};
   NamedSemaphore s = NamedSemaphore::create(name, 0);
-  struct stat st;
-  std::string path = "/dev/shm/sem." + name.substr(1);
-  ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;  // glibc keeps named semaphores in /dev/shm
-  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  if (!mp_test::kWindows) {  // (Windows: the session's own namespace, "Local\", no file mode)
+    struct stat st;
+    std::string path = "/dev/shm/sem." + name.substr(1);
+    ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;  // glibc keeps named semaphores in /dev/shm
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+  }
   try {
     NamedSemaphore::create(name, 0);
     FAIL() << "a second create must fail";
@@ -88,7 +96,12 @@ TEST(NamedSemaphore, UnlinkedSemaphoreStillWorksForItsHolders) {
   NamedSemaphore s = NamedSemaphore::create(name, 0);
   NamedSemaphore t = NamedSemaphore::open(name);
   NamedSemaphore::unlink(name);
-  EXPECT_THROW(NamedSemaphore::open(name), std::system_error);
+  if (mp_test::kWindows) {
+    // The name lives as long as a handle does (unlink has nothing to do there, as in CPython).
+    EXPECT_NO_THROW(NamedSemaphore::open(name));
+  } else {
+    EXPECT_THROW(NamedSemaphore::open(name), std::system_error);
+  }
   t.release();
   EXPECT_TRUE(s.acquire(1s));
 }

@@ -1,12 +1,12 @@
 // SharedMemory (CPython's _TestSharedMemory cases that apply) and its cleanup by the tracker.
 #include "probe_helpers.hpp"
+#include "platform/named_objects.hpp"
 #include "test_helpers.hpp"
 
 #include <mp/mp.hpp>
 #include <mp/shared_memory.hpp>
 
 #include "core/src/object_name.hpp"
-#include "platform/named_objects.hpp"
 #include "platform/shm.hpp"
 
 #include <cstring>
@@ -151,7 +151,7 @@ INSTANTIATE_TEST_SUITE_P(Methods, SharedMemoryAcross, testing::Values("fork", "s
 // nothing of it is left in /dev/shm, and the tracker said what it cleaned.
 TEST(SharedMemoryCleanup, SigkilledTreeLeavesNothing) {
   MP_SKIP_ON_WINDOWS("no resource tracker: the OS frees named objects with their last handle");
-  if (!mp::platform::can_list_named_objects()) GTEST_SKIP() << "named objects cannot be listed here";
+  if (!can_watch_dev_shm()) GTEST_SKIP() << "no /dev/shm to watch here";
   TempDir dir;
   Probe probe({"leak-shm", "spawn", "1"}, dir / "stderr");
   LeakedTree tree = parse_tree(probe.read_until_ready());
@@ -161,13 +161,13 @@ TEST(SharedMemoryCleanup, SigkilledTreeLeavesNothing) {
   kill_pid(tree.pids["CHILD"]);
   kill_pid(probe.pid);
   probe.wait_exit();
-  ASSERT_GE(wait_until([&] { return !mp::platform::process_exists(tree.pids["CHILD"]); }, 10), 0);
+  ASSERT_GE(wait_until([&] { return process_ended(tree.pids["CHILD"]); }, 10), 0);
   // Anything in /dev/shm made by a process of the tree (the names say who made them).
   auto leftovers = [&] {
     std::vector<std::string> left;
-    for (auto& o : mp::platform::list_named_objects("/mp-")) {
-      auto creator = mp::detail::object_name_creator(o.name);
-      if (creator && tree_pids.count(*creator)) left.push_back(o.name);
+    for (auto& name : dev_shm_names()) {
+      auto creator = mp::detail::object_name_creator(name);
+      if (creator && tree_pids.count(*creator)) left.push_back(name);
     }
     return left;
   };
@@ -183,7 +183,7 @@ TEST(SharedMemoryCleanup, SigkilledTreeLeavesNothing) {
 // track=false (CPython 3.13): the tracker leaves the segments; whoever made them must unlink.
 TEST(SharedMemoryCleanup, UntrackedSegmentsStay) {
   MP_SKIP_ON_WINDOWS("no resource tracker, and nothing outlives its last handle, tracked or not");
-  if (!mp::platform::can_list_named_objects()) GTEST_SKIP() << "named objects cannot be listed here";
+  if (!can_watch_dev_shm()) GTEST_SKIP() << "no /dev/shm to watch here";
   TempDir dir;
   Probe probe({"leak-shm", "spawn", "0"}, dir / "stderr");
   LeakedTree tree = parse_tree(probe.read_until_ready());
@@ -191,7 +191,7 @@ TEST(SharedMemoryCleanup, UntrackedSegmentsStay) {
   kill_pid(tree.pids["CHILD"]);
   kill_pid(probe.pid);
   probe.wait_exit();
-  ASSERT_GE(wait_until([&] { return !mp::platform::process_exists(tree.pids["TRACKER"]); }, 10), 0)
+  ASSERT_GE(wait_until([&] { return process_ended(tree.pids["TRACKER"]); }, 10), 0)
       << "the tracker should end with the tree";
   for (auto& [type, name] : tree.objects) {
     EXPECT_TRUE(exists(shm_file(type, name))) << "an untracked segment was removed: " << name;

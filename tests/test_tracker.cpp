@@ -100,7 +100,7 @@ class TrackerTree : public mp_test::MethodTest<std::string> {
 // the tracker removes them all within 2 s of the last exit and warns as CPython's does.
 TEST_P(TrackerTree, SigkilledTreeIsCleanedUp) {
   MP_SKIP_ON_WINDOWS(kNoTracker);
-  if (!mp::platform::can_list_named_objects()) GTEST_SKIP() << "named objects cannot be listed here";
+  if (!can_watch_dev_shm()) GTEST_SKIP() << "no /dev/shm to watch here";
   Probe probe({"leak", GetParam(), "5", "5"}, dir_ / "stderr");
   LeakedTree tree = parse_tree(probe.read_until_ready());
   ASSERT_EQ(tree.objects.size(), 11u) << probe.err();
@@ -112,7 +112,7 @@ TEST_P(TrackerTree, SigkilledTreeIsCleanedUp) {
   kill_pid(probe.pid);
   probe.wait_exit();
   // The child is re-parented; it is gone once it is gone or a zombie.
-  ASSERT_GE(wait_until([&] { return !mp::platform::process_exists(tree.pids["CHILD"]); }, 10), 0);
+  ASSERT_GE(wait_until([&] { return process_ended(tree.pids["CHILD"]); }, 10), 0);
   double took = wait_until(
       [&] {
         for (auto& [type, name] : tree.objects) {
@@ -129,23 +129,24 @@ TEST_P(TrackerTree, SigkilledTreeIsCleanedUp) {
             std::string::npos)
       << err;
   EXPECT_NE(err.find("leaked shared_memory objects"), std::string::npos) << err;
-  EXPECT_TRUE(wait_until([&] { return !mp::platform::process_exists(tree.pids["TRACKER"]); }, 5) >= 0)
+  EXPECT_TRUE(wait_until([&] { return process_ended(tree.pids["TRACKER"]); }, 5) >= 0)
       << "the tracker should end once its work is done";
 }
 
 // Fault test 2: the tracker is SIGKILLed too; mp-tracker finds the leftovers and removes them.
 TEST_P(TrackerTree, MpTrackerCleansWhatAKilledTrackerLeft) {
   MP_SKIP_ON_WINDOWS(kNoTracker);
-  if (!mp::platform::can_list_named_objects()) GTEST_SKIP() << "named objects cannot be listed here";
+  if (!can_watch_dev_shm()) GTEST_SKIP() << "no /dev/shm to watch here";
+  AdoptOrphans adopt;  // the creators must be gone, not zombies, when mp-tracker judges them
   Probe probe({"leak", GetParam(), "5", "5"}, dir_ / "stderr");
   LeakedTree tree = parse_tree(probe.read_until_ready());
   ASSERT_EQ(tree.objects.size(), 11u) << probe.err();
   kill_pid(tree.pids["TRACKER"]);
-  ASSERT_GE(wait_until([&] { return !mp::platform::process_exists(tree.pids["TRACKER"]); }, 10), 0);
+  ASSERT_GE(wait_until([&] { return process_ended(tree.pids["TRACKER"]); }, 10), 0);
   kill_pid(tree.pids["CHILD"]);
   kill_pid(probe.pid);
   probe.wait_exit();
-  ASSERT_GE(wait_until([&] { return !mp::platform::process_exists(tree.pids["CHILD"]); }, 10), 0);
+  ASSERT_TRUE(adopt.wait_gone(tree.pids["CHILD"], 10));
   std::this_thread::sleep_for(300ms);
   for (auto& [type, name] : tree.objects) ASSERT_TRUE(exists(shm_file(type, name))) << "nobody removed " << name;
 
@@ -200,7 +201,7 @@ TEST(Tracker, ProtocolThroughARealTracker) {
     if (l.rfind("TRACKER ", 0) == 0) tracker = std::stoi(l.substr(8));
   }
   ASSERT_GT(tracker, 0) << out;
-  ASSERT_GE(wait_until([&] { return !mp::platform::process_exists(tracker); }, 10), 0) << "the tracker did not end";
+  ASSERT_GE(wait_until([&] { return process_ended(tracker); }, 10), 0) << "the tracker did not end";
   std::string err = probe.err();
   // Five odd names and "twice": six shared-memory objects, one noop registered after the junk.
   EXPECT_NE(err.find("There appear to be 6 leaked shared_memory objects"), std::string::npos) << err;
@@ -296,15 +297,23 @@ TEST(MpTrackerTool, HelpAndBadArguments) {
   EXPECT_EQ(lrc, 0) << list;
   if (mp::platform::can_list_named_objects()) {
     EXPECT_NE(list.find("TYPE"), std::string::npos) << list;
-  } else {  // Windows: nothing to list, and it says so
-    EXPECT_NE(list.find("cannot list named semaphores and shared memory"), std::string::npos) << list;
+  } else {
+    // Nothing to scan (macOS): it says so, and how to look at given names instead.
+    EXPECT_NE(list.find("this system cannot list named semaphores and shared memory"), std::string::npos) << list;
+    EXPECT_NE(list.find("give the names to look at"), std::string::npos) << list;
+    auto [crc, cleaned] = run("clean");
+    EXPECT_EQ(crc, 0) << cleaned;
+    EXPECT_NE(cleaned.find("this system cannot list"), std::string::npos) << cleaned;
+    auto [jrc, json] = run("list --json");
+    EXPECT_EQ(jrc, 0) << json;
+    EXPECT_NE(json.find("[]"), std::string::npos) << json;
   }
 }
 
 // mp-tracker clean leaves what a live process uses, and --all removes it too.
 TEST(MpTrackerTool, CleanSparesLiveObjectsUnlessAll) {
   MP_SKIP_ON_WINDOWS("named objects cannot be listed (no resource tracker; the OS frees them with their last handle)");
-  if (!mp::platform::can_list_named_objects()) GTEST_SKIP() << "named objects cannot be listed here";
+  if (!can_watch_dev_shm()) GTEST_SKIP() << "no /dev/shm to watch here";
   TempDir dir;
   auto& ctx = mp::get_context("spawn");
   mp::Semaphore sem = ctx.Semaphore(1);  // named, made by this (live) process

@@ -36,8 +36,11 @@ behind when they all exit, even if they are killed. mp-tracker is for what remai
 tracker itself could not do it (it was killed too, or the machine was shut down hard).
 
 Objects are found where the system keeps them (/dev/shm on Linux); objects of other users are
-listed but not removed. On Windows the system frees named objects with their last handle, so
-there is never anything to clean there.
+listed but not removed. Where the system keeps no such directory (macOS), they cannot be
+listed: mp-tracker then looks up only the NAMEs given. Where it cannot tell which processes map
+an object (no /proc), USERS is "?" and "leaked" means only that the creating process has
+exited. On Windows the system frees named objects with their last handle, so there is never
+anything to clean there.
 
 Exit status: 0 on success, 1 if an object could not be removed, 2 on a bad command line.
 )";
@@ -50,10 +53,24 @@ struct Entry {
   bool leaked = false;
 };
 
+// Said where the objects cannot be listed and no name was given: there is nothing to look at.
+constexpr const char* kCannotList =
+    "mp-tracker: this system cannot list named semaphores and shared memory (it keeps no directory of\n"
+    "them, as /dev/shm on Linux); give the names to look at, e.g. mp-tracker list /mp-...\n";
+
+bool nothing_to_look_at(const std::set<std::string>& only) {
+  return !mp::platform::can_list_named_objects() && only.empty();
+}
+
 std::vector<Entry> survey(bool& users_known, const std::set<std::string>& only) {
   std::vector<Entry> out;
-  auto objects = mp::platform::list_named_objects(std::string(mp::detail::object_name_prefix));
-  if (!only.empty()) std::erase_if(objects, [&](const auto& o) { return !only.count(o.name); });
+  std::vector<mp::platform::NamedObject> objects;
+  if (mp::platform::can_list_named_objects()) {
+    objects = mp::platform::list_named_objects(std::string(mp::detail::object_name_prefix));
+    if (!only.empty()) std::erase_if(objects, [&](const auto& o) { return !only.count(o.name); });
+  } else {
+    objects = mp::platform::find_named_objects(only);
+  }
   auto users = mp::platform::processes_mapping(objects, users_known);
   for (auto& o : objects) {
     Entry e;
@@ -96,6 +113,11 @@ std::string join(const std::set<int>& pids, const char* sep) {
 int list(bool json, const std::set<std::string>& only) {
   bool users_known = false;
   auto entries = survey(users_known, only);
+  if (nothing_to_look_at(only)) {
+    // (JSON: an empty list on standard output, the reason beside it.)
+    std::fputs(kCannotList, json ? stderr : stdout);
+    if (!json) return 0;
+  }
   if (json) {
     std::cout << "[";
     bool first = true;
@@ -104,14 +126,11 @@ int list(bool json, const std::set<std::string>& only) {
                 << ", \"name\": " << json_string(e.object.name) << ", \"size\": " << e.object.size
                 << ", \"creator_pid\": " << (e.creator ? std::to_string(*e.creator) : "null")
                 << ", \"creator_alive\": " << (e.creator_alive ? "true" : "false") << ", \"users\": ["
-                << join(e.users, ", ") << "], \"leaked\": " << (e.leaked ? "true" : "false") << "}";
+                << join(e.users, ", ") << "], \"users_known\": " << (users_known ? "true" : "false")
+                << ", \"leaked\": " << (e.leaked ? "true" : "false") << "}";
       first = false;
     }
     std::cout << (entries.empty() ? "]\n" : "\n]\n");
-    return 0;
-  }
-  if (!mp::platform::can_list_named_objects()) {
-    std::cout << "mp-tracker: this system cannot list named semaphores and shared memory\n";
     return 0;
   }
   std::printf("%-14s %-31s %10s %8s %-6s %-16s %s\n", "TYPE", "NAME", "SIZE", "CREATOR", "ALIVE", "USERS", "STATE");
@@ -124,18 +143,27 @@ int list(bool json, const std::set<std::string>& only) {
                 e.creator_alive ? "yes" : "no", users.c_str(), e.leaked ? "leaked" : "in use");
   }
   std::printf("%zu object%s\n", entries.size(), entries.size() == 1 ? "" : "s");
+  if (!users_known && !entries.empty()) {
+    std::printf("(this system does not tell which processes map an object: \"leaked\" means only that its\n"
+                " creator has exited)\n");
+  }
   return 0;
 }
 
 int clean(bool dry_run, bool all, const std::set<std::string>& only) {
   bool users_known = false;
   auto entries = survey(users_known, only);
+  if (nothing_to_look_at(only)) std::fputs(kCannotList, stdout);
   int removed = 0, failed = 0;
   const unsigned uid = mp::platform::current_user_id();
   for (auto& e : entries) {
     if (!all && !e.leaked) continue;
     if (uid != 0 && e.object.owner_uid != uid) {
-      std::printf("skipped %s %s (owned by uid %u)\n", e.object.type.c_str(), e.object.name.c_str(), e.object.owner_uid);
+      if (e.object.owner_uid == mp::platform::unknown_owner) {
+        std::printf("skipped %s %s (owned by another user)\n", e.object.type.c_str(), e.object.name.c_str());
+      } else {
+        std::printf("skipped %s %s (owned by uid %u)\n", e.object.type.c_str(), e.object.name.c_str(), e.object.owner_uid);
+      }
       continue;
     }
     if (dry_run) {

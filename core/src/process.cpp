@@ -6,6 +6,7 @@
 
 #include "platform/named_objects.hpp"
 #include "platform/process.hpp"
+#include "platform/socket.hpp"
 #include "platform/wait.hpp"
 
 #include <atomic>
@@ -178,6 +179,9 @@ void exit_function() {
     hooks = G.exit_hooks;
   }
   for (auto* hook : hooks) hook();
+  // Last, as CPython removes its temp dir after joining the children; here, not only in atexit,
+  // for children, which end without it.
+  platform::remove_private_temp_dir();
 }
 
 

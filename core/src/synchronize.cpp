@@ -179,16 +179,19 @@ struct SharedWord {
 
   void create(Context* ctx) {
     for (int attempt = 0;; ++attempt) {
-      std::string n = platform::SharedMemorySegment::random_name();
       try {
-        segment = platform::SharedMemorySegment::create(n, size);
-        word = new (segment.bytes().data()) std::atomic<std::uint32_t>(0);
-        name = OwnedName::created(std::move(n), &platform::SharedMemorySegment::unlink, "shared_memory", ctx);
+        create_as(platform::SharedMemorySegment::random_name(), ctx);
         return;
       } catch (const std::system_error& e) {
         if (e.code() != std::errc::file_exists || attempt > 8) throw;
       }
     }
+  }
+  // Exclusively, under a name already chosen (EEXIST if it is taken).
+  void create_as(std::string n, Context* ctx) {
+    segment = platform::SharedMemorySegment::create(n, size);
+    word = new (segment.bytes().data()) std::atomic<std::uint32_t>(0);
+    name = OwnedName::created(std::move(n), &platform::SharedMemorySegment::unlink, "shared_memory", ctx);
   }
   void open(std::string n) {
     segment = platform::SharedMemorySegment::open(n);
@@ -204,6 +207,12 @@ struct SemLockState {
   SharedWord lock;
   platform::NamedSemaphore sem;
   OwnedName sem_name;
+  // A Semaphore where the OS cannot read its count (macOS): the count, kept in a word of shared
+  // memory under the semaphore's own name (another namespace), so the name still says it all.
+  // Raised before each post and lowered after each successful wait, so it is never below the
+  // semaphore's and equal to it whenever no operation is under way (a process killed between
+  // the two steps leaves it one too high).
+  SharedWord counter;
   int kind = 0;
   int maxvalue = 1;
   // This process's view (CPython keeps it in the SemLock object): how many times it holds the
@@ -275,6 +284,11 @@ struct SemLockState {
   void word_release() {
     if (!word_lock_release(*lock.word, me)) throw ValueError("semaphore or lock released too many times");
   }
+
+  // After a successful wait on the semaphore.
+  void count_taken() noexcept {
+    if (counter.word != nullptr) counter.word->fetch_sub(1, std::memory_order_relaxed);
+  }
 };
 
 }  // namespace mp::detail
@@ -299,7 +313,11 @@ SemLock::SemLock(Kind kind, int value, int maxvalue, Context* ctx, bool lock_kin
       std::string name = platform::NamedSemaphore::random_name();
       try {
         s->sem = platform::NamedSemaphore::create(name, static_cast<unsigned>(value));
-        s->sem_name = detail::OwnedName::created(std::move(name), &platform::NamedSemaphore::unlink, "semaphore", ctx);
+        s->sem_name = detail::OwnedName::created(name, &platform::NamedSemaphore::unlink, "semaphore", ctx);
+        if (!platform::NamedSemaphore::can_read_value()) {
+          s->counter.create_as(std::move(name), ctx);
+          s->counter.word->store(static_cast<std::uint32_t>(value), std::memory_order_relaxed);
+        }
         break;
       } catch (const std::system_error& e) {
         if (e.code() != std::errc::file_exists || attempt > 8) throw;
@@ -355,6 +373,7 @@ bool SemLock::acquire_general(bool block, Timeout timeout) {
     }
   } else if (s.kind != recursive_mutex && s.sem.try_acquire()) {
     // A Semaphore with a count to take: one sem_trywait, whatever block and timeout say.
+    s.count_taken();
     if (s.tracks_owner()) s.took(false);
     return true;
   }
@@ -375,6 +394,7 @@ bool SemLock::acquire_slow(bool block, const Timeout& timeout) {
     ok = s.sem.acquire(timeout && timeout->count() < 0 ? Timeout(Seconds(0)) : timeout);
   }
   if (!ok) return false;
+  s.count_taken();
   if (s.tracks_owner()) s.took(false);
   return true;
 }
@@ -440,20 +460,30 @@ void SemLock::release_general() {
     }
     return;
   }
-  if (s.maxvalue == INT_MAX) {
-    // An unbounded Semaphore: sem_post itself reports overflow (EOVERFLOW), no need to read it.
-  } else if (std::optional<int> v = s.sem.value()) {
-    // As CPython: not an absolute guarantee, but it catches the misuse.
-    if (*v >= s.maxvalue) throw ValueError("semaphore or lock released too many times");
-  } else if (s.maxvalue == 1) {
-    // No sem_getvalue (macOS): check a Lock is held by trying to take it.
-    if (s.sem.try_acquire()) {
-      s.sem.release();
+  if (s.counter.word != nullptr) {
+    // Our own count: checked against the bound and raised in one step (exact, where the
+    // sem_getvalue check below lets two racing releases past).
+    std::atomic<std::uint32_t>& c = *s.counter.word;
+    std::uint32_t v = c.load(std::memory_order_relaxed);
+    do {
+      if (s.maxvalue != INT_MAX && v >= static_cast<std::uint32_t>(s.maxvalue)) {
+        throw ValueError("semaphore or lock released too many times");
+      }
+    } while (!c.compare_exchange_weak(v, v + 1, std::memory_order_relaxed));
+  } else if (s.maxvalue != INT_MAX) {
+    // (An unbounded Semaphore: sem_post itself reports overflow, EOVERFLOW.) As CPython: not an
+    // absolute guarantee, but it catches the misuse.
+    if (std::optional<int> v = s.sem.value(); v && *v >= s.maxvalue) {
       throw ValueError("semaphore or lock released too many times");
     }
   }
   if (s.tracks_owner()) s.count.store(0, std::memory_order_release);
-  s.sem.release();
+  try {
+    s.sem.release();
+  } catch (...) {
+    if (s.counter.word != nullptr) s.counter.word->fetch_sub(1, std::memory_order_relaxed);
+    throw;
+  }
 }
 
 bool SemLock::is_mine() const { return live(state_).is_mine(); }
@@ -466,6 +496,7 @@ const std::string& SemLock::name() const { return live(state_).name(); }
 std::optional<int> SemLock::value() const {
   SemLockState& s = live(state_);
   if (s.is_word()) return s.lock.word->load(std::memory_order_relaxed) == 0 ? 1 : 0;
+  if (s.counter.word != nullptr) return static_cast<int>(s.counter.word->load(std::memory_order_relaxed));
   return s.sem.value();
 }
 
@@ -489,6 +520,7 @@ void SemLock::load(detail::Decoder& dec) {
     s->lock.open(std::move(name));
   } else {
     s->sem = platform::NamedSemaphore::open(name);
+    if (!platform::NamedSemaphore::can_read_value()) s->counter.open(name);
     s->sem_name = detail::OwnedName::opened(std::move(name));
   }
   s->generation = detail::fork_generation();
@@ -504,7 +536,7 @@ BoundedSemaphore::BoundedSemaphore(int value, Context* ctx) : Semaphore(value, v
 
 int Semaphore::get_value() const {
   std::optional<int> v = value();
-  if (!v) throw ProcessError("Semaphore::get_value: this platform cannot read a semaphore's value (macOS)");
+  if (!v) throw ProcessError("Semaphore::get_value: this platform cannot read a semaphore's value");
   return *v;
 }
 

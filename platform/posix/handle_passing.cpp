@@ -1,5 +1,6 @@
 #include "platform/handle_passing.hpp"
 #include "platform/error.hpp"
+#include "mp_config.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -20,7 +21,7 @@ void take_handles(msghdr& msg, std::vector<UniqueHandle>& handles) {
       int fd;
       std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
       handles.emplace_back(fd);
-#ifndef MSG_CMSG_CLOEXEC
+#if !MP_HAVE_ATOMIC_CLOEXEC
       ::fcntl(fd, F_SETFD, FD_CLOEXEC);
 #endif
     }
@@ -80,7 +81,7 @@ bool recv_handles(native_handle socket, std::span<std::byte> data, std::vector<U
       msg.msg_controllen = static_cast<decltype(msg.msg_controllen)>(control.size());
     }
     int flags = 0;
-#ifdef MSG_CMSG_CLOEXEC
+#if MP_HAVE_ATOMIC_CLOEXEC
     flags |= MSG_CMSG_CLOEXEC;
 #endif
     ssize_t n = ::recvmsg(socket, &msg, flags);
@@ -111,7 +112,7 @@ std::size_t recv_some_with_handles(native_handle socket, std::span<std::byte> da
     msg.msg_control = control;
     msg.msg_controllen = sizeof control;
     int flags = 0;
-#ifdef MSG_CMSG_CLOEXEC
+#if MP_HAVE_ATOMIC_CLOEXEC
     flags |= MSG_CMSG_CLOEXEC;
 #endif
     ssize_t n = ::recvmsg(socket, &msg, flags);

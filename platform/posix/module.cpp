@@ -2,6 +2,7 @@
 // its base and its GNU build-id note; without it (macOS) dladdr gives the base and the identity is
 // the file's device, inode, size and modification time.
 #include "platform/module.hpp"
+#include "platform/process.hpp"
 #include "mp_config.hpp"
 
 #include <cstdio>
@@ -85,7 +86,7 @@ int visit(dl_phdr_info* info, size_t, void* data) {
   m.name = name;
   m.base = info->dlpi_addr;
   m.identity = build_id(info);
-  if (m.identity.empty()) m.identity = file_identity(name.empty() ? "/proc/self/exe" : name.c_str());
+  if (m.identity.empty()) m.identity = file_identity(name.empty() ? executable_path().c_str() : name.c_str());
   s->found = m;
   return 1;
 }

@@ -6,10 +6,15 @@
 #include "platform/shm.hpp"
 #include "mp_config.hpp"
 
+#include <cerrno>
 #include <cstdlib>
 #include <dirent.h>
+#include <fcntl.h>
 #include <fstream>
+#include <semaphore.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 namespace mp::platform {
 
@@ -17,7 +22,7 @@ bool named_objects_persist() noexcept { return true; }
 
 std::uint32_t current_user_id() noexcept { return static_cast<std::uint32_t>(::geteuid()); }
 
-
+#if MP_HAVE_DEV_SHM
 namespace {
 constexpr const char* kShmDir = "/dev/shm";
 
@@ -28,12 +33,14 @@ std::string file_of(const NamedObject& o) {
   return file;
 }
 }  // namespace
+#endif
 
 bool can_list_named_objects() noexcept { return MP_HAVE_DEV_SHM != 0; }
 
 std::vector<NamedObject> list_named_objects(const std::string& prefix) {
   std::vector<NamedObject> out;
-  if (!can_list_named_objects() || prefix.empty() || prefix[0] != '/') return out;
+#if MP_HAVE_DEV_SHM
+  if (prefix.empty() || prefix[0] != '/') return out;
   const std::string bare = prefix.substr(1);
   DIR* dir = ::opendir(kShmDir);
   if (dir == nullptr) throw_last_error(std::string("opendir(") + kShmDir + ")");
@@ -56,6 +63,34 @@ std::vector<NamedObject> list_named_objects(const std::string& prefix) {
     out.push_back(std::move(o));
   }
   ::closedir(dir);
+#else
+  // No directory to scan (macOS keeps named semaphores and shared memory in the kernel only).
+  (void)prefix;
+#endif
+  return out;
+}
+
+std::vector<NamedObject> find_named_objects(const std::set<std::string>& names) {
+  std::vector<NamedObject> out;
+  for (const auto& name : names) {
+    if (int fd = ::shm_open(name.c_str(), O_RDONLY | O_CLOEXEC, 0); fd >= 0) {
+      struct stat st;
+      if (::fstat(fd, &st) == 0) {
+        out.push_back({"shared_memory", name, static_cast<std::uint64_t>(st.st_size),
+                       static_cast<std::uint32_t>(st.st_uid)});
+      }
+      ::close(fd);
+    } else if (errno == EACCES) {
+      out.push_back({"shared_memory", name, 0, unknown_owner});
+    }
+    if (sem_t* sem = ::sem_open(name.c_str(), 0); sem != SEM_FAILED) {
+      ::sem_close(sem);
+      // No call tells a semaphore's owner. Opened: ours (the library makes them 0600), or we are root.
+      out.push_back({"semaphore", name, 0, static_cast<std::uint32_t>(::geteuid())});
+    } else if (errno == EACCES) {
+      out.push_back({"semaphore", name, 0, unknown_owner});
+    }
+  }
   return out;
 }
 

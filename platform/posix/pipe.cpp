@@ -25,7 +25,7 @@ void set_cloexec(int fd, bool on) {
 
 HandlePair make_pipe() {
   int fds[2];
-#if defined(O_CLOEXEC) && !defined(__APPLE__)
+#if MP_HAVE_ATOMIC_CLOEXEC
   if (::pipe2(fds, O_CLOEXEC) < 0) throw_last_error("pipe2");
 #else
   if (::pipe(fds) < 0) throw_last_error("pipe");
@@ -37,7 +37,7 @@ HandlePair make_pipe() {
 
 HandlePair make_socketpair() {
   int fds[2];
-#ifdef SOCK_CLOEXEC
+#if MP_HAVE_ATOMIC_CLOEXEC
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) throw_last_error("socketpair");
 #else
   if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0) throw_last_error("socketpair");

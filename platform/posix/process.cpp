@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstdio>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <fstream>
 #include <pthread.h>
@@ -56,6 +57,39 @@ struct FileActions {
 };
 }  // namespace
 
+#if !MP_HAVE_CLOSEFROM
+namespace {
+// The open descriptors >= `lowest`, as CPython finds them on macOS: listed in /dev/fd (macOS,
+// FreeBSD's fdescfs; on Linux a link to /proc). Else one fcntl per number up to the descriptor
+// limit: a system call each, 3 ms a spawn at this machine's limit of 20000.
+std::vector<int> open_descriptors_from(int lowest) {
+  std::vector<int> fds;
+  if (DIR* d = ::opendir("/dev/fd")) {
+    const int own = ::dirfd(d);
+    bool saw_own = false;
+    while (dirent* e = ::readdir(d)) {
+      char* end = nullptr;
+      long fd = std::strtol(e->d_name, &end, 10);
+      if (end == e->d_name || *end != '\0') continue;
+      if (fd == own) saw_own = true;
+      else if (fd >= lowest && fd <= INT_MAX) fds.push_back(static_cast<int>(fd));
+    }
+    ::closedir(d);
+    // A static /dev/fd (FreeBSD without fdescfs) lists 0-2 only: trust a listing that has the
+    // directory's own descriptor.
+    if (saw_own) return fds;
+    fds.clear();
+  }
+  long maxfd = ::sysconf(_SC_OPEN_MAX);
+  if (maxfd < 0 || maxfd > 65536) maxfd = 65536;
+  for (int fd = lowest; fd < maxfd; ++fd) {
+    if (::fcntl(fd, F_GETFD) >= 0) fds.push_back(fd);
+  }
+  return fds;
+}
+}  // namespace
+#endif
+
 int spawn_process(const std::string& executable, const std::vector<std::string>& args,
                   const std::vector<native_handle>& inherit, UniqueHandle* process_handle) {
   const int n = static_cast<int>(inherit.size());
@@ -75,10 +109,8 @@ int spawn_process(const std::string& executable, const std::vector<std::string>&
   // Descriptors the application opened without O_CLOEXEC must not leak into the child either.
   fa.check(posix_spawn_file_actions_addclosefrom_np(&fa.a, limit));
 #else
-  // Without closefrom, close what is open above the range (bounded by the fd table size).
-  long maxfd = ::sysconf(_SC_OPEN_MAX);
-  if (maxfd < 0 || maxfd > 65536) maxfd = 65536;
-  for (int fd = limit; fd < maxfd; ++fd) {
+  // Without closefrom, close what is open above the range and not close-on-exec.
+  for (int fd : open_descriptors_from(limit)) {
     int flags = ::fcntl(fd, F_GETFD);
     if (flags >= 0 && (flags & FD_CLOEXEC) == 0) fa.check(posix_spawn_file_actions_addclose(&fa.a, fd));
   }
@@ -181,6 +213,14 @@ bool process_exists(int pid) noexcept {
   buf[n] = '\0';
   const char* paren = std::strrchr(buf, ')');
   if (paren != nullptr && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X')) return false;
+#else
+  // No /proc: a child of ours that has ended but is not reaped yet is found by waitid(WNOWAIT),
+  // which leaves it to its reaper. A zombie of another parent still reads as alive.
+  siginfo_t info;
+  std::memset(&info, 0, sizeof info);
+  if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid) {
+    return false;
+  }
 #endif
   return true;
 }
@@ -265,6 +305,27 @@ std::vector<std::string> process_arguments() {
 #endif
 }
 
+namespace {
+// The working directory the program started in: a relative argv[0] (or PATH entry) names the
+// program from there, whatever directory it has moved to since.
+const std::string& startup_directory() {
+  static const std::string dir = [] {
+    char buf[PATH_MAX];
+    return ::getcwd(buf, sizeof buf) != nullptr ? std::string(buf) : std::string();
+  }();
+  return dir;
+}
+#if !MP_HAVE_PROCFS
+// Read as the library loads, before main() can change directory (only here is it needed).
+[[maybe_unused]] const std::string& startup_directory_at_load = startup_directory();
+#endif
+
+std::string from_startup_directory(const std::string& p) {
+  if (p.empty() || p[0] == '/' || startup_directory().empty()) return p;
+  return startup_directory() + "/" + p;
+}
+}  // namespace
+
 std::string executable_path() {
 #if MP_HAVE_PROCFS
   std::string buf(PATH_MAX, '\0');
@@ -280,6 +341,7 @@ std::string executable_path() {
   if (args.empty()) return {};
   std::string a0 = args[0];
   if (a0.find('/') != std::string::npos) {
+    a0 = from_startup_directory(a0);
     char resolved[PATH_MAX];
     if (::realpath(a0.c_str(), resolved)) return resolved;
     return a0;
@@ -290,7 +352,7 @@ std::string executable_path() {
   while (start <= p.size()) {
     std::size_t end = p.find(':', start);
     if (end == std::string::npos) end = p.size();
-    std::string cand = p.substr(start, end - start) + "/" + a0;
+    std::string cand = from_startup_directory(p.substr(start, end - start) + "/" + a0);
     if (::access(cand.c_str(), X_OK) == 0) return cand;
     start = end + 1;
   }

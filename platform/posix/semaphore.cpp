@@ -118,6 +118,8 @@ void NamedSemaphore::release() {
   if (::sem_post(sem(handle_)) < 0) throw_last_error("sem_post");
 }
 
+bool NamedSemaphore::can_read_value() noexcept { return MP_HAVE_SEM_GETVALUE != 0; }
+
 std::optional<int> NamedSemaphore::value() const {
 #if MP_HAVE_SEM_GETVALUE
   int v = 0;

@@ -22,7 +22,7 @@ namespace mp::platform {
 
 namespace {
 UniqueHandle make_socket(int family) {
-#ifdef SOCK_CLOEXEC
+#if MP_HAVE_ATOMIC_CLOEXEC
   int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 #else
   int fd = ::socket(family, SOCK_STREAM, 0);
@@ -79,23 +79,30 @@ std::string numeric_host(const sockaddr* a, socklen_t len, std::uint16_t* port) 
 
 std::mutex g_temp_mutex;
 std::string g_temp_dir;
-void remove_temp_dir() {
-  if (!g_temp_dir.empty()) ::rmdir(g_temp_dir.c_str());
-}
+int g_temp_dir_pid = 0;  // the process that made it: a forked child makes its own
+void remove_temp_dir() { remove_private_temp_dir(); }
 }  // namespace
 
 bool abstract_sockets_available() noexcept { return MP_HAVE_ABSTRACT_SOCKETS != 0; }
 
 std::string private_temp_dir() {
   std::lock_guard lock(g_temp_mutex);
-  if (g_temp_dir.empty()) {
+  if (g_temp_dir.empty() || g_temp_dir_pid != ::getpid()) {
     const char* tmp = std::getenv("TMPDIR");
     std::string dir = std::string(tmp && *tmp ? tmp : "/tmp") + "/mp-" + detail::random_token(10);
     if (::mkdir(dir.c_str(), 0700) < 0) throw_last_error("mkdir " + dir);
     g_temp_dir = dir;
-    std::atexit(&remove_temp_dir);
+    g_temp_dir_pid = ::getpid();
+    static const bool registered = std::atexit(&remove_temp_dir) == 0;
+    (void)registered;
   }
   return g_temp_dir;
+}
+
+void remove_private_temp_dir() noexcept {
+  std::lock_guard lock(g_temp_mutex);
+  if (g_temp_dir.empty() || g_temp_dir_pid != ::getpid()) return;
+  if (::rmdir(g_temp_dir.c_str()) == 0) g_temp_dir.clear();  // fails while anything is left in it
 }
 
 UniqueHandle listen_unix(const std::string& path, int backlog) {
@@ -129,6 +136,13 @@ UniqueHandle connect_local(const std::string& address) { return connect_unix(add
 void remove_local_address(const std::string& address) noexcept {
   if (address.empty() || address[0] == '\0') return;
   ::unlink(address.c_str());
+}
+
+void remove_local_address_directory(const std::string& address) noexcept {
+  if (address.empty() || address[0] == '\0') return;
+  auto slash = address.rfind('/');
+  if (slash == std::string::npos || slash == 0) return;
+  ::rmdir(address.substr(0, slash).c_str());  // fails, harmlessly, while anything is left in it
 }
 
 UniqueHandle listen_tcp(const std::string& host, std::uint16_t port, int backlog, std::uint16_t& bound_port,
@@ -172,7 +186,7 @@ UniqueHandle accept_connection(native_handle listener, PeerAddress* peer) {
   for (;;) {
     sockaddr_storage ss;
     socklen_t len = sizeof ss;
-#if defined(SOCK_CLOEXEC) && !defined(__APPLE__)
+#if MP_HAVE_ATOMIC_CLOEXEC
     int fd = ::accept4(listener, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
 #else
     int fd = ::accept(listener, reinterpret_cast<sockaddr*>(&ss), &len);

@@ -1,5 +1,7 @@
 // Named semaphores on Windows: CreateSemaphoreW in the session namespace ("Local\mp-...").
 // The OS removes the name with the last handle, so unlink has nothing to do and nothing can leak.
+// Semaphores and file mappings share one namespace there: a semaphore's object name gets a suffix,
+// so a shared-memory segment of the same library name (SemLock's count, below) can coexist.
 #include "platform/semaphore.hpp"
 #include "platform/error.hpp"
 #include "platform/windows/win.hpp"
@@ -19,6 +21,7 @@ void check_name(const std::string& name) {
                             "semaphore name must be '/' then at most 29 characters without '/': " + name);
   }
 }
+std::wstring sem_object_name(const std::string& name) { return win::object_name(name) + L".sem"; }
 }  // namespace
 
 std::string NamedSemaphore::random_name() { return detail::make_object_name(); }
@@ -27,7 +30,7 @@ NamedSemaphore NamedSemaphore::create(const std::string& name, unsigned value) {
   check_name(name);
   if (value > static_cast<unsigned>(LONG_MAX))
     throw std::system_error(std::make_error_code(std::errc::invalid_argument), "semaphore value too large");
-  HANDLE s = CreateSemaphoreW(nullptr, static_cast<LONG>(value), LONG_MAX, win::object_name(name).c_str());
+  HANDLE s = CreateSemaphoreW(nullptr, static_cast<LONG>(value), LONG_MAX, sem_object_name(name).c_str());
   if (!s) throw_last_error("CreateSemaphoreW(" + name + ")");
   if (GetLastError() == ERROR_ALREADY_EXISTS) {
     CloseHandle(s);
@@ -38,7 +41,7 @@ NamedSemaphore NamedSemaphore::create(const std::string& name, unsigned value) {
 
 NamedSemaphore NamedSemaphore::open(const std::string& name) {
   check_name(name);
-  HANDLE s = OpenSemaphoreW(SEMAPHORE_ALL_ACCESS, FALSE, win::object_name(name).c_str());
+  HANDLE s = OpenSemaphoreW(SEMAPHORE_ALL_ACCESS, FALSE, sem_object_name(name).c_str());
   if (!s) throw_last_error("OpenSemaphoreW(" + name + ")");
   return NamedSemaphore(s, name);
 }
@@ -86,14 +89,10 @@ void NamedSemaphore::release() {
   }
 }
 
-std::optional<int> NamedSemaphore::value() const {
-  // No call reads a semaphore's count: take one if there is one and give it back, reading the
-  // count the release reports (CPython's _GetSemaphoreValue). A snapshot, as sem_getvalue's is.
-  HANDLE s = static_cast<HANDLE>(handle_);
-  if (WaitForSingleObject(s, 0) != WAIT_OBJECT_0) return 0;
-  LONG previous = 0;
-  if (!ReleaseSemaphore(s, 1, &previous)) return std::nullopt;
-  return static_cast<int>(previous) + 1;
-}
+// No call reads a semaphore's count. CPython takes a unit and gives it back to read the count the
+// release reports, which another process's reading at the same moment gets wrong; here the count
+// is kept beside the semaphore in shared memory instead (SemLock's counter), as on macOS.
+bool NamedSemaphore::can_read_value() noexcept { return false; }
+std::optional<int> NamedSemaphore::value() const { return std::nullopt; }
 
 }  // namespace mp::platform

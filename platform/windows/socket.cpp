@@ -143,6 +143,7 @@ UniqueHandle listen_local(std::string& address, int backlog) {
 UniqueHandle connect_local(const std::string& address) { return connect_unix(address); }
 
 void remove_local_address(const std::string&) noexcept {}  // a pipe name goes with its last instance
+void remove_local_address_directory(const std::string&) noexcept {}  // pipe names have no directory
 
 UniqueHandle listen_tcp(const std::string& host, std::uint16_t port, int backlog, std::uint16_t& bound_port,
                         std::string& bound_host) {
@@ -233,16 +234,31 @@ void set_receive_timeout(native_handle socket, double seconds) {
 
 bool is_socket(native_handle h) noexcept { return win::is_socket(win::h(h)); }
 
+namespace {
+std::mutex g_temp_mutex;
+std::string g_temp_dir;
+}  // namespace
+
 std::string private_temp_dir() {
-  static const std::string dir = [] {
+  std::lock_guard lock(g_temp_mutex);
+  if (g_temp_dir.empty()) {
     wchar_t base[MAX_PATH + 1];
     DWORD n = GetTempPathW(MAX_PATH + 1, base);
     if (n == 0) throw_last_error("GetTempPathW");
     std::string d = win::narrow(base, n) + "mp-" + std::to_string(GetCurrentProcessId()) + "-" + detail::random_token(8);
     if (!CreateDirectoryW(win::widen(d).c_str(), nullptr)) throw_last_error("CreateDirectoryW(" + d + ")");
-    return d;
-  }();
-  return dir;
+    g_temp_dir = d;
+  }
+  return g_temp_dir;
+}
+
+void remove_private_temp_dir() noexcept {
+  std::lock_guard lock(g_temp_mutex);
+  if (g_temp_dir.empty()) return;
+  try {
+    if (RemoveDirectoryW(win::widen(g_temp_dir).c_str())) g_temp_dir.clear();  // fails while not empty
+  } catch (...) {
+  }
 }
 
 bool abstract_sockets_available() noexcept { return false; }

@@ -7,7 +7,9 @@
 //
 // Lock and RLock are a 32-bit word in shared memory that holds the owning process's id: taking a
 // free lock is one atomic compare-and-swap, and a thread sleeps in the kernel (futex) only when
-// the lock is held. Semaphore and BoundedSemaphore are named OS semaphores.
+// the lock is held. Semaphore and BoundedSemaphore are named OS semaphores (where the OS cannot
+// read one's count, as macOS, a word in shared memory beside it keeps the count for get_value()
+// and BoundedSemaphore's check).
 //
 // A Lock or RLock whose holder dies is not a deadlock (CPython, Boost.Interprocess and cpp-ipc
 // hang here). A blocked acquirer checks every 100 ms whether the holding process still exists;
@@ -104,7 +106,7 @@ class Semaphore : public SemLock {
  public:
   Semaphore() : Semaphore(1) {}
   explicit Semaphore(int value, Context* ctx = nullptr);
-  // The count (where the OS reports it; see README for macOS).
+  // The count (on macOS, where the OS cannot read it, the library's own count of it).
   int get_value() const;
 
  protected:

@@ -66,8 +66,11 @@ void serve() {
     std::vector<std::size_t> dead_clients;
     for (std::size_t idx : ready) {
       if (idx == 0) {
-        // EOF: no process holding the alive pipe is left.
+        // EOF: no process holding the alive pipe is left. The address's directory is the
+        // client's private one (no abstract names): it could not go at the client's exit while
+        // the address was in it.
         platform::remove_local_address(cfg.address);
+        platform::remove_local_address_directory(cfg.address);
         get_logger().debug("forkserver: no clients left; exiting");
         platform::exit_now(0);
       } else if (idx == 2) {
