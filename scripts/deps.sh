@@ -4,9 +4,15 @@
 mp_packages=(cmake ninja-build pkg-config g++ clang libclang-rt-14-dev python3
              libboost1.81-dev libsodium-dev libcereal-dev googletest libgtest-dev libbenchmark-dev)
 
+# The Windows stage: the MinGW-w64 cross compiler, Wine to run what it builds, and what building
+# libsodium from Debian's source needs (scripts/mingw-deps.sh).
+mp_windows_packages=(g++-mingw-w64-x86-64-posix wine64 autoconf automake libtool curl)
+
+# mp_ensure_packages [PACKAGE...]: the given packages, or the build's own.
 mp_ensure_packages() {
-  local missing=()
-  for p in "${mp_packages[@]}"; do
+  local missing=() wanted=("$@")
+  [ ${#wanted[@]} -eq 0 ] && wanted=("${mp_packages[@]}")
+  for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0

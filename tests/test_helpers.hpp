@@ -141,6 +141,15 @@ inline bool append_line(const std::string& path, const std::string& line) {
 
 inline std::optional<std::string> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
+#if defined(_WIN32)
+  // A file another process has just renamed into place can refuse to open for a moment (a
+  // sharing violation): retry briefly while it exists.
+  for (int i = 0; !in && i < 100 && std::filesystem::exists(path); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    in.clear();
+    in.open(path, std::ios::binary);
+  }
+#endif
   if (!in) return std::nullopt;
   std::ostringstream out;
   out << in.rdbuf();
