@@ -5,8 +5,8 @@ include(CheckSymbolExists)
 set(CMAKE_REQUIRED_DEFINITIONS -D_GNU_SOURCE)
 set(MP_PLATFORM_LIBS ${CMAKE_DL_LIBS})
 if(MP_PLATFORM STREQUAL windows)
-  # Winsock (TCP Listener/Client), shell32 (CommandLineToArgvW).
-  set(MP_PLATFORM_LIBS ws2_32 shell32)
+  # Winsock (TCP Listener/Client).
+  set(MP_PLATFORM_LIBS ws2_32)
 endif()
 
 if(MP_PLATFORM STREQUAL posix)

@@ -7,7 +7,6 @@
 #include "platform/windows/process_handle.hpp"
 #include "platform/windows/win.hpp"
 
-#include <shellapi.h>
 #include <tlhelp32.h>
 
 #include <bitset>
@@ -58,13 +57,65 @@ struct Arguments {
   std::vector<native_handle> handles;  // what the parent placed, in order
 };
 
+// The command line split as the C runtime and CommandLineToArgvW split it (that function lives in
+// shell32, which loads user32 - a desktop under Wine - for every program: not worth it here).
+std::vector<std::wstring> split_command_line(const wchar_t* p) {
+  std::vector<std::wstring> out;
+  if (!p) return out;
+  // The program name: up to the closing quote, or the first blank; no backslash rules.
+  std::wstring first;
+  if (*p == L'"') {
+    for (++p; *p && *p != L'"'; ++p) first += *p;
+    if (*p == L'"') ++p;
+  } else {
+    for (; *p && *p != L' ' && *p != L'\t'; ++p) first += *p;
+  }
+  out.push_back(first);
+  for (;;) {
+    while (*p == L' ' || *p == L'\t') ++p;
+    if (!*p) break;
+    std::wstring arg;
+    bool quoted = false;
+    for (; *p; ) {
+      if (!quoted && (*p == L' ' || *p == L'\t')) break;
+      if (*p == L'\\') {
+        std::size_t n = 0;
+        while (*p == L'\\') {
+          ++n;
+          ++p;
+        }
+        if (*p == L'"') {
+          arg.append(n / 2, L'\\');
+          if (n % 2) {
+            arg += L'"';
+            ++p;
+          }
+        } else {
+          arg.append(n, L'\\');
+        }
+        continue;
+      }
+      if (*p == L'"') {
+        if (quoted && p[1] == L'"') {  // "" inside quotes: a literal quote
+          arg += L'"';
+          p += 2;
+          continue;
+        }
+        quoted = !quoted;
+        ++p;
+        continue;
+      }
+      arg += *p++;
+    }
+    out.push_back(std::move(arg));
+  }
+  return out;
+}
+
 const Arguments& parsed_arguments() {
   static const Arguments parsed = [] {
     Arguments a;
-    int argc = 0;
-    LPWSTR* argv = CommandLineToArgvW(GetCommandLineW(), &argc);
-    for (int i = 0; argv && i < argc; ++i) a.args.push_back(win::narrow(argv[i], wcslen(argv[i])));
-    if (argv) LocalFree(argv);
+    for (const auto& w : split_command_line(GetCommandLineW())) a.args.push_back(win::narrow(w));
     if (!a.args.empty() && a.args.back().rfind(kHandlesFlag, 0) == 0) {
       std::string list = a.args.back().substr(std::string(kHandlesFlag).size());
       a.args.pop_back();
