@@ -19,10 +19,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// A space in the name: executables and files under such paths must work (quoting on Windows).
 fs::path temp_dir() {
   static int n = 0;
   fs::path d = fs::temp_directory_path() /
-               ("mp-test-" + std::to_string(mp::platform::current_pid()) + "-" + std::to_string(++n));
+               ("mp test-" + std::to_string(mp::platform::current_pid()) + "-" + std::to_string(++n));
   fs::create_directories(d);
   return d;
 }
