@@ -1,4 +1,5 @@
 #include "platform/address_wait.hpp"
+#include "platform/address_wait_poll.hpp"
 #include "platform/error.hpp"
 #include "mp_config.hpp"
 
@@ -55,26 +56,10 @@ void wake_address(const std::atomic<std::uint32_t>& word, int count) noexcept {
 
 bool address_wait_is_native() noexcept { return false; }
 
-// No shared-memory wait primitive: poll with a growing pause. Correct (every waiter re-reads the
-// word), bounded in latency (1 ms), and cheap in CPU for long waits.
+// No shared-memory wait primitive (macOS): platform/address_wait_poll.hpp.
 bool wait_on_address(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
                      std::optional<std::chrono::nanoseconds> timeout) {
-  using clock = std::chrono::steady_clock;
-  const auto start = clock::now();
-  auto pause = std::chrono::microseconds(10);
-  for (int spin = 0;; ++spin) {
-    if (word.load(std::memory_order_acquire) != expected) return true;
-    auto waited = clock::now() - start;
-    if (timeout && waited >= *timeout) return false;
-    if (spin < 64) {
-      std::this_thread::yield();
-      continue;
-    }
-    auto step = std::chrono::duration_cast<clock::duration>(pause);
-    if (timeout) step = std::min(step, std::chrono::duration_cast<clock::duration>(*timeout - waited));
-    std::this_thread::sleep_for(step);
-    pause = std::min(pause * 2, std::chrono::microseconds(1000));
-  }
+  return poll_on_address(word, expected, timeout);
 }
 
 void wake_address(const std::atomic<std::uint32_t>&, int) noexcept {}
