@@ -1083,6 +1083,65 @@ TEST_P(ProcessTest, LoggerSilentByDefault) {
   EXPECT_EQ(cap.finish(), "");
 }
 
+#if defined(_WIN32)
+namespace {
+// In the child: for each value, whether it names a handle here whose signalled state is the one
+// the parent gave its event. An inherited event matches at every value; an unrelated handle of
+// the child's own, by chance at some value, matches the whole pattern only by a miracle.
+void report_inherited_events(std::string path, std::vector<std::uint64_t> values, std::vector<int> signalled) {
+  std::string out;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    HANDLE h = reinterpret_cast<HANDLE>(static_cast<std::uintptr_t>(values[i]));
+    DWORD flags = 0;
+    bool match = false;
+    if (GetHandleInformation(h, &flags)) {
+      DWORD r = WaitForSingleObject(h, 0);
+      match = signalled[i] ? r == WAIT_OBJECT_0 : r == WAIT_TIMEOUT;
+    }
+    out += match ? '1' : '0';
+  }
+  write_file(path, out);
+}
+}  // namespace
+#endif
+
+// Windows' half of the next test: handles the application made inheritable do not cross into a
+// spawned child, because CreateProcessW is given the child's own in an explicit list.
+TEST_P(ProcessTest, UnlistedInheritableHandlesStayOut) {
+#if defined(_WIN32)
+  std::vector<HANDLE> events;
+  std::vector<std::uint64_t> values;
+  std::vector<int> signalled;
+  for (int i = 0; i < 16; ++i) {
+    SECURITY_ATTRIBUTES inheritable{sizeof(SECURITY_ATTRIBUTES), nullptr, TRUE};
+    HANDLE e = CreateEventW(&inheritable, TRUE, FALSE, nullptr);
+    ASSERT_NE(e, nullptr);
+    if (i % 3 == 0) SetEvent(e);
+    events.push_back(e);
+    values.push_back(reinterpret_cast<std::uintptr_t>(e));
+    signalled.push_back(i % 3 == 0 ? 1 : 0);
+  }
+  // The check itself can fail: the same process sees all of them.
+  std::string here;
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    DWORD r = WaitForSingleObject(events[i], 0);
+    here += (signalled[i] ? r == WAIT_OBJECT_0 : r == WAIT_TIMEOUT) ? '1' : '0';
+  }
+  ASSERT_EQ(here, std::string(16, '1'));
+  auto p = ctx().Process(report_inherited_events, dir_ / "events", values, signalled);
+  p.start();
+  bool joined = p.join(kLong);
+  for (HANDLE e : events) CloseHandle(e);
+  ASSERT_TRUE(joined);
+  ASSERT_EQ(p.exitcode(), 0);
+  std::string seen = read_file(dir_ / "events").value_or("");
+  ASSERT_EQ(seen.size(), 16u);
+  EXPECT_NE(seen, std::string(16, '1')) << "the child holds the parent's inheritable events";
+#else
+  GTEST_SKIP() << "POSIX: OnlyNeededHandlesInherited checks this with the child's descriptor list";
+#endif
+}
+
 // Only the child's own handles cross into a spawned or forkserver child, never descriptors the
 // application left inheritable. (Under fork every descriptor is inherited by design.)
 TEST_P(ProcessTest, OnlyNeededHandlesInherited) {
