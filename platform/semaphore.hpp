@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 
 namespace mp::platform {
 
@@ -23,11 +24,19 @@ class NamedSemaphore {
   static constexpr const char* prefix = "/mp-";
 
   NamedSemaphore() = default;
-  NamedSemaphore(NamedSemaphore&& o) noexcept;
-  NamedSemaphore& operator=(NamedSemaphore&& o) noexcept;
+  NamedSemaphore(NamedSemaphore&& o) noexcept
+      : handle_(std::exchange(o.handle_, nullptr)), name_(std::move(o.name_)) {}
+  NamedSemaphore& operator=(NamedSemaphore&& o) noexcept {
+    if (this != &o) {
+      close();
+      handle_ = std::exchange(o.handle_, nullptr);
+      name_ = std::move(o.name_);
+    }
+    return *this;
+  }
   NamedSemaphore(const NamedSemaphore&) = delete;
   NamedSemaphore& operator=(const NamedSemaphore&) = delete;
-  ~NamedSemaphore();
+  ~NamedSemaphore() { close(); }
 
   // Decrements, waiting up to `timeout` (empty: for ever); false on timeout.
   bool acquire(Timeout timeout = {});

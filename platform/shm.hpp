@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <span>
 #include <string>
+#include <utility>
 
 namespace mp::platform {
 
@@ -23,11 +24,26 @@ class SharedMemorySegment {
   static std::string random_name();  // "/mp-<pid>-<random>", 30 characters (core/src/object_name.hpp)
 
   SharedMemorySegment() = default;
-  SharedMemorySegment(SharedMemorySegment&& o) noexcept;
-  SharedMemorySegment& operator=(SharedMemorySegment&& o) noexcept;
+  SharedMemorySegment(SharedMemorySegment&& o) noexcept
+      : data_(std::exchange(o.data_, nullptr)),
+        handle_(std::exchange(o.handle_, invalid_handle)),
+        size_(std::exchange(o.size_, 0)),
+        name_(std::move(o.name_)),
+        named_handle_(std::exchange(o.named_handle_, false)) {}
+  SharedMemorySegment& operator=(SharedMemorySegment&& o) noexcept {
+    if (this != &o) {
+      close();
+      data_ = std::exchange(o.data_, nullptr);
+      handle_ = std::exchange(o.handle_, invalid_handle);
+      size_ = std::exchange(o.size_, 0);
+      name_ = std::move(o.name_);
+      named_handle_ = std::exchange(o.named_handle_, false);
+    }
+    return *this;
+  }
   SharedMemorySegment(const SharedMemorySegment&) = delete;
   SharedMemorySegment& operator=(const SharedMemorySegment&) = delete;
-  ~SharedMemorySegment();
+  ~SharedMemorySegment() { close(); }
 
   std::span<std::byte> bytes() const noexcept { return {static_cast<std::byte*>(data_), size_}; }
   std::size_t size() const noexcept { return size_; }

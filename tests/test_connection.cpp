@@ -78,8 +78,8 @@ OpenedFile open_temp_file() {
                          CREATE_ALWAYS, FILE_ATTRIBUTE_NORMAL, nullptr);
   return {h == INVALID_HANDLE_VALUE ? nullptr : h, path};
 #else
-  char path[] = "/tmp/mp-fd-XXXXXX";
-  int fd = mkstemp(path);
+  std::string path = (std::filesystem::temp_directory_path() / "mp-fd-XXXXXX").string();
+  int fd = mkstemp(path.data());
   return {fd, path};
 #endif
 }
@@ -408,13 +408,12 @@ TEST_P(ConnectionTest, LargeFdTransfer) {
   // A descriptor number past 256 (CPython's test_large_fd_transfer).
   MP_SKIP_ON_WINDOWS("descriptor numbers are POSIX's: a Windows handle's value is not the caller's to choose");
 #if !defined(_WIN32)
-  char path[] = "/tmp/mp-fd-XXXXXX";
-  int fd = mkstemp(path);
-  ASSERT_GE(fd, 0);
-  int high = ::fcntl(fd, F_DUPFD_CLOEXEC, 300);
+  OpenedFile f = open_temp_file();
+  ASSERT_GE(f.handle, 0);
+  int high = ::fcntl(f.handle, F_DUPFD_CLOEXEC, 300);
   ASSERT_GE(high, 300);
-  ::close(fd);
-  transfer_and_check(ctx(), high, path, "bar");
+  ::close(f.handle);
+  transfer_and_check(ctx(), high, f.path, "bar");
 #endif
 }
 

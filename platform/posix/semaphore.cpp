@@ -47,20 +47,6 @@ void NamedSemaphore::unlink(const std::string& name) {
   if (::sem_unlink(name.c_str()) < 0) throw_last_error("sem_unlink(" + name + ")");
 }
 
-NamedSemaphore::NamedSemaphore(NamedSemaphore&& o) noexcept
-    : handle_(std::exchange(o.handle_, nullptr)), name_(std::move(o.name_)) {}
-
-NamedSemaphore& NamedSemaphore::operator=(NamedSemaphore&& o) noexcept {
-  if (this != &o) {
-    close();
-    handle_ = std::exchange(o.handle_, nullptr);
-    name_ = std::move(o.name_);
-  }
-  return *this;
-}
-
-NamedSemaphore::~NamedSemaphore() { close(); }
-
 void NamedSemaphore::close() noexcept {
   if (handle_ != nullptr) ::sem_close(sem(handle_));
   handle_ = nullptr;

@@ -90,25 +90,6 @@ void SharedMemorySegment::unlink(const std::string& name) {
   if (::shm_unlink(name.c_str()) < 0) throw_last_error("shm_unlink(" + name + ")");
 }
 
-SharedMemorySegment::SharedMemorySegment(SharedMemorySegment&& o) noexcept
-    : data_(std::exchange(o.data_, nullptr)),
-      handle_(std::exchange(o.handle_, invalid_handle)),
-      size_(std::exchange(o.size_, 0)),
-      name_(std::move(o.name_)) {}
-
-SharedMemorySegment& SharedMemorySegment::operator=(SharedMemorySegment&& o) noexcept {
-  if (this != &o) {
-    close();
-    data_ = std::exchange(o.data_, nullptr);
-    handle_ = std::exchange(o.handle_, invalid_handle);
-    size_ = std::exchange(o.size_, 0);
-    name_ = std::move(o.name_);
-  }
-  return *this;
-}
-
-SharedMemorySegment::~SharedMemorySegment() { close(); }
-
 void SharedMemorySegment::close() noexcept {
   if (data_ != nullptr) ::munmap(data_, size_);
   if (handle_ != invalid_handle) ::close(handle_);

@@ -48,20 +48,6 @@ NamedSemaphore NamedSemaphore::open(const std::string& name) {
 
 void NamedSemaphore::unlink(const std::string&) {}  // the name goes with the last handle
 
-NamedSemaphore::NamedSemaphore(NamedSemaphore&& o) noexcept
-    : handle_(std::exchange(o.handle_, nullptr)), name_(std::move(o.name_)) {}
-
-NamedSemaphore& NamedSemaphore::operator=(NamedSemaphore&& o) noexcept {
-  if (this != &o) {
-    close();
-    handle_ = std::exchange(o.handle_, nullptr);
-    name_ = std::move(o.name_);
-  }
-  return *this;
-}
-
-NamedSemaphore::~NamedSemaphore() { close(); }
-
 void NamedSemaphore::close() noexcept {
   if (handle_ != nullptr) CloseHandle(static_cast<HANDLE>(handle_));
   handle_ = nullptr;

@@ -120,27 +120,6 @@ std::string SharedMemorySegment::identity() const {
 
 void SharedMemorySegment::unlink(const std::string&) {}  // the name goes with the last handle
 
-SharedMemorySegment::SharedMemorySegment(SharedMemorySegment&& o) noexcept
-    : data_(std::exchange(o.data_, nullptr)),
-      handle_(std::exchange(o.handle_, invalid_handle)),
-      size_(std::exchange(o.size_, 0)),
-      name_(std::move(o.name_)),
-      named_handle_(std::exchange(o.named_handle_, false)) {}
-
-SharedMemorySegment& SharedMemorySegment::operator=(SharedMemorySegment&& o) noexcept {
-  if (this != &o) {
-    close();
-    data_ = std::exchange(o.data_, nullptr);
-    handle_ = std::exchange(o.handle_, invalid_handle);
-    size_ = std::exchange(o.size_, 0);
-    name_ = std::move(o.name_);
-    named_handle_ = std::exchange(o.named_handle_, false);
-  }
-  return *this;
-}
-
-SharedMemorySegment::~SharedMemorySegment() { close(); }
-
 void SharedMemorySegment::close() noexcept {
   if (data_) UnmapViewOfFile(named_handle_ ? data_ : static_cast<std::byte*>(data_) - kHeader);
   data_ = nullptr;
